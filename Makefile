@@ -1,0 +1,55 @@
+# The front door. `make demo` and `make test` set everything up themselves on a machine that
+# has only Python 3.11 and make: a private uv (in .tools/) installs the locked environment.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export PREFECT_HOME ?= $(CURDIR)/data/prefect
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint unit integration serve docs report bench clean
+
+help: ## List the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: $(VENV)/.synced ## Create or update the locked environment in .venv
+
+demo: install ## The whole pipeline end to end against the simulated API (no configuration)
+	$(PY) -m flows.cli demo
+
+test: install lint ## Lint, then unit, dbt and integration tests
+	$(PY) -m pytest -q
+
+lint: install ## ruff (Python) and sqlfluff (dbt models)
+	$(VENV)/bin/ruff check flows tests bench
+	$(VENV)/bin/ruff format --check flows tests bench
+	cd dbt_project && ../$(VENV)/bin/sqlfluff lint models --processes 2
+
+serve: install ## Run the pipeline on its schedule (HT_SCHEDULE_CRON) until stopped
+	$(PY) -m flows.cli serve
+
+docs: install ## Build the dbt docs site and serve docs and reports on localhost
+	$(PY) -m flows.cli docs --serve
+
+report: install ## Write the heatmap report from the analytics database
+	$(PY) -m flows.cli report
+
+bench: install ## Benchmarks: writes bench/results/<date>.md and .json
+	$(PY) -m bench.run
+
+clean: ## Remove everything under data/ (the archive too: it cannot be rebuilt!)
+	@read -p "Delete data/ including the raw archive? [y/N] " ans && [ "$$ans" = y ] && find data -mindepth 1 ! -name README.md -delete || true

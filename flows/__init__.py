@@ -1,0 +1,1 @@
+"""Hyperliquid cohort positioning warehouse: HyperTracker heatmap snapshots, kept."""

@@ -1,0 +1,197 @@
+"""The Parquet lake: validated heatmap payloads as typed, normalized tables.
+
+One file per snapshot per table, Hive-partitioned by the snapshot's UTC date (never by
+coin: coin names come from outside and hold ``:``)::
+
+    lake/heatmap_cohorts/date=YYYY-MM-DD/<snapshot_id>.parquet
+    lake/heatmap_coins/date=YYYY-MM-DD/<snapshot_id>.parquet
+    lake/snapshots/date=YYYY-MM-DD/<snapshot_id>.parquet      written last: the commit mark
+    lake/segments/date=YYYY-MM-DD/<fetched_at id>.parquet
+
+Each file is written under a temporary name and renamed, so a crash leaves a whole file or
+none; a snapshot counts as landed once its ``snapshots`` file exists. Landing a snapshot
+that is already there changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows import atomic
+from flows.lake.archive import SnapshotManifest, parse_iso, snapshot_id_for
+from flows.lake.tables import (
+    HEATMAP_COHORTS,
+    HEATMAP_COINS,
+    SEGMENTS,
+    SNAPSHOT_TABLES,
+    SNAPSHOTS,
+)
+
+KNOWN_SEGMENT_IDS = frozenset(range(1, 17))
+MEASURES = ("totalValue", "totalLongValue", "totalShortValue", "count", "countLong", "countShort")
+MEASURE_COLUMNS = (
+    "total_value",
+    "total_long_value",
+    "total_short_value",
+    "count",
+    "count_long",
+    "count_short",
+)
+# Floats compress far better split into byte streams; ids and names as dictionaries.
+FLOAT_COLUMNS = [*MEASURE_COLUMNS[:3], "bias"]
+
+
+def _naive(ts: datetime | None) -> datetime | None:
+    return None if ts is None else ts.replace(tzinfo=None)
+
+
+def lake_path(lake_dir: Path, table: str, key: str) -> Path:
+    day = f"{key[0:4]}-{key[4:6]}-{key[6:8]}"
+    return lake_dir / table / f"date={day}" / f"{key}.parquet"
+
+
+def snapshot_tables(
+    manifest: SnapshotManifest, coins_by_window: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> dict[str, pa.Table]:
+    """Normalize one snapshot's validated payloads (``heatmap`` lists) into lake tables.
+
+    Rows are sorted by window, coin and segment so that equal values sit together: this is
+    what lets zstd and dictionary encoding shrink the files.
+    """
+    sid = manifest.snapshot_id
+    last_update = _naive(manifest.last_update_dt)
+    coin_cols: dict[str, list[Any]] = {f.name: [] for f in HEATMAP_COINS}
+    cohort_cols: dict[str, list[Any]] = {f.name: [] for f in HEATMAP_COHORTS}
+    snap_cols: dict[str, list[Any]] = {f.name: [] for f in SNAPSHOTS}
+
+    for window in sorted(coins_by_window):
+        coins = sorted(coins_by_window[window], key=lambda c: c["coin"])
+        record = manifest.bodies[window]
+        for name, value in (
+            ("snapshot_id", sid),
+            ("last_update", last_update),
+            ("window", window),
+            ("next_update", _naive(parse_iso(manifest.next_update))),
+            ("fetched_at", _naive(parse_iso(record.fetched_at))),
+            ("url", record.url),
+            ("http_status", record.http_status),
+            ("body_bytes", record.body_bytes),
+            ("body_sha256", record.body_sha256),
+            ("coin_count", len(coins)),
+        ):
+            snap_cols[name].append(value)
+        for coin in coins:
+            name = coin["coin"]
+            segments = sorted(coin["segments"], key=lambda s: s["segmentId"])
+            coin_cols["snapshot_id"].append(sid)
+            coin_cols["last_update"].append(last_update)
+            coin_cols["window"].append(window)
+            coin_cols["coin"].append(name)
+            for field, column in zip(MEASURES, MEASURE_COLUMNS, strict=True):
+                coin_cols[column].append(coin[field])
+            coin_cols["segment_count"].append(len(segments))
+            for seg in segments:
+                cohort_cols["snapshot_id"].append(sid)
+                cohort_cols["last_update"].append(last_update)
+                cohort_cols["window"].append(window)
+                cohort_cols["coin"].append(name)
+                cohort_cols["segment_id"].append(seg["segmentId"])
+                for field, column in zip(MEASURES, MEASURE_COLUMNS, strict=True):
+                    cohort_cols[column].append(seg[field])
+                cohort_cols["bias"].append(seg["bias"])
+                cohort_cols["is_known_segment"].append(seg["segmentId"] in KNOWN_SEGMENT_IDS)
+
+    return {
+        "snapshots": pa.table(snap_cols, schema=SNAPSHOTS),
+        "heatmap_coins": pa.table(coin_cols, schema=HEATMAP_COINS),
+        "heatmap_cohorts": pa.table(cohort_cols, schema=HEATMAP_COHORTS),
+    }
+
+
+def segments_table(body: bytes, fetched_at: datetime) -> pa.Table:
+    """The cohort ladder as the API described it at ``fetched_at``."""
+    items = orjson.loads(body)
+    if isinstance(items, dict):  # tolerate a wrapped list, e.g. {"segments": [...]}
+        items = next(v for v in items.values() if isinstance(v, list))
+    rows = sorted(items, key=lambda s: int(s["id"]))
+    return pa.table(
+        {
+            "fetched_at": [_naive(fetched_at)] * len(rows),
+            "segment_id": [int(s["id"]) for s in rows],
+            "name": [str(s["name"]) for s in rows],
+            "category": [s.get("category") for s in rows],
+            "emoji": [s.get("emoji") for s in rows],
+            "criteria_json": [
+                None if s.get("criteria") is None else orjson.dumps(s["criteria"]).decode()
+                for s in rows
+            ],
+        },
+        schema=SEGMENTS,
+    )
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write one lake file atomically (zstd, dictionaries, byte-stream-split floats)."""
+    float_cols = [c for c in FLOAT_COLUMNS if c in table.column_names]
+    dict_cols = [
+        f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_timestamp(f.type)
+    ]
+
+    def _write(tmp: Path) -> None:
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            compression_level=9,
+            use_dictionary=dict_cols,
+            use_byte_stream_split=float_cols or False,
+            write_statistics=True,
+        )
+
+    atomic.write_with(path, _write)
+
+
+def land_snapshot(lake_dir: Path, tables: Mapping[str, pa.Table], snapshot_id: str) -> list[Path]:
+    """Write a snapshot's tables; the ``snapshots`` file goes last as the commit mark.
+
+    A file already in place is left alone, so landing twice changes nothing and a landing
+    that was interrupted is completed by the next one.
+    """
+    written = []
+    for table in (*[t for t in SNAPSHOT_TABLES if t != "snapshots"], "snapshots"):
+        path = lake_path(lake_dir, table, snapshot_id)
+        if not path.exists():
+            write_table(path, tables[table])
+            written.append(path)
+    return written
+
+
+def land_segments(lake_dir: Path, body: bytes, fetched_at: datetime) -> Path:
+    key = snapshot_id_for(fetched_at)
+    path = lake_path(lake_dir, "segments", key)
+    if not path.exists():
+        write_table(path, segments_table(body, fetched_at))
+    return path
+
+
+def read_lake_rows(lake_dir: Path, table: str) -> pa.Table:
+    """Every row of one lake table (for rebuild checks and tests), in a stable order."""
+    files = sorted((lake_dir / table).glob("date=*/*.parquet"))
+    if not files:
+        return TABLE_SCHEMAS_EMPTY[table]
+    return pa.concat_tables(pq.read_table(f) for f in files)
+
+
+TABLE_SCHEMAS_EMPTY = {
+    "snapshots": SNAPSHOTS.empty_table(),
+    "heatmap_coins": HEATMAP_COINS.empty_table(),
+    "heatmap_cohorts": HEATMAP_COHORTS.empty_table(),
+    "segments": SEGMENTS.empty_table(),
+}

@@ -1,0 +1,157 @@
+"""What the CLI does: run once, serve on a schedule, rebuild, and tell the state of things."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+from rich.console import Console
+from rich.table import Table
+
+from flows.settings import Settings, get_settings
+
+DEPLOYMENT_NAME = "scheduled"
+
+
+def run_once(*, force: bool, console: Console) -> int:
+    """One ELT run; prints its report. Exit code 0 unless the run failed."""
+    from flows.pipeline import elt_flow
+
+    try:
+        summary = elt_flow(force=force)
+    except Exception as exc:
+        console.print(f"[red bold]run failed[/]: {exc}")
+        last = get_settings().state_dir / "last_run.json"
+        if last.exists():
+            console.print(f"the run report is in {last}")
+        return 1
+    console.print(summary.to_markdown())
+    return 0
+
+
+def build_deployment(settings: Settings | None = None):  # -> RunnerDeployment
+    """The scheduled deployment of the ELT flow (what ``serve`` runs)."""
+    from flows.pipeline import elt_flow
+
+    settings = settings or get_settings()
+    return elt_flow.to_deployment(
+        name=DEPLOYMENT_NAME,
+        cron=settings.schedule_cron,
+        description="HyperTracker heatmap snapshot -> lake -> DuckDB -> dbt -> publish",
+        tags=["hypertracker"],
+    )
+
+
+def serve_forever(*, console: Console) -> None:
+    """Serve the scheduled deployment in this process until stopped (Ctrl-C)."""
+    from prefect import serve
+
+    settings = get_settings()
+    console.print(
+        f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on cron "
+        f"'{settings.schedule_cron}' (UTC); data in {settings.data_dir}. Ctrl-C stops."
+    )
+    serve(build_deployment(settings))
+
+
+def rebuild_all(*, lake_only: bool, console: Console) -> None:
+    """Lake, warehouse and marts again from the raw archive alone (resumable)."""
+    from flows.pipeline import rebuild_flow
+
+    rebuild_flow(lake_only=lake_only)
+    console.print("[green]rebuild complete[/]")
+
+
+def _dir_size(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def print_status(settings: Settings, *, console: Console) -> None:
+    """Freshness, the last run, row counts and disk use."""
+    table = Table(title=f"hypertracker warehouse: {settings.data_dir}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    db = settings.analytics_db_path
+    if db.exists():
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            about = con.execute(
+                "SELECT newest_snapshot_at, snapshot_count, published_at FROM marts.about"
+            ).fetchone()
+            if about and about[0] is not None:
+                age = datetime.now(UTC).replace(tzinfo=None) - about[0]
+                mins = age.total_seconds() / 60
+                flag = "[green]fresh[/]" if mins < 120 else "[yellow]stale[/]"
+                if mins >= 360:
+                    flag = "[red]stale (over 6 h)[/]"
+                table.add_row("newest snapshot", f"{about[0]} UTC ({mins:,.0f} min ago) {flag}")
+                table.add_row("snapshots", f"{about[1]:,}")
+                table.add_row("published at", f"{about[2]} UTC")
+            for (name,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
+                "ORDER BY 1"
+            ).fetchall():
+                n = con.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0]  # type: ignore[index]
+                table.add_row(f"  marts.{name}", f"{n:,} rows")
+        finally:
+            con.close()
+    else:
+        table.add_row(
+            "analytics.duckdb", "[yellow]not published yet[/]: run `make demo` or `ht run`"
+        )
+    last = settings.state_dir / "last_run.json"
+    if last.exists():
+        run = json.loads(last.read_bytes())
+        table.add_row(
+            "last run",
+            f"{run.get('started_at')}: {run.get('outcome')} ({run.get('seconds') or 0:.1f}s)",
+        )
+        if run.get("error"):
+            table.add_row("  error", str(run["error"]))
+    quarantined = (
+        len(list(settings.quarantine_dir.iterdir())) if settings.quarantine_dir.exists() else 0
+    )
+    table.add_row("quarantined fetches", str(quarantined))
+    for label, path in (
+        ("archive", settings.archive_dir),
+        ("lake", settings.lake_dir),
+        ("warehouse", settings.warehouse_dir),
+        ("reports", settings.reports_dir),
+    ):
+        table.add_row(f"disk: {label}", _human(_dir_size(path)))
+    console.print(table)
+
+
+def print_query(settings: Settings, sql: str, *, limit: int, console: Console) -> None:
+    """Run read-only SQL against analytics.duckdb and print the first ``limit`` rows."""
+    db = settings.analytics_db_path
+    if not db.exists():
+        raise SystemExit(f"{db} does not exist yet: run `make demo` (or `ht run`) first")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        cur = con.execute(sql)
+        cols = [d[0] for d in cur.description or []]
+        rows = cur.fetchmany(limit)
+    except duckdb.Error as exc:
+        raise SystemExit(f"query failed: {exc}") from None
+    finally:
+        con.close()
+    table = Table(*cols)
+    for row in rows:
+        table.add_row(
+            *("" if v is None else f"{v:,.4f}" if isinstance(v, float) else str(v) for v in row)
+        )
+    console.print(table)
+    console.print(f"{len(rows)} row(s) shown (limit {limit})")

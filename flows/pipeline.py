@@ -1,0 +1,314 @@
+"""The flows. Read top to bottom, they are the pipeline:
+
+    snapshot   state -> four windows -> validate -> archive -> lake
+    warehouse  lake -> DuckDB raw -> dbt build -> publish analytics.duckdb
+    elt        snapshot, then warehouse (what the schedule runs)
+    rebuild    archive -> lake -> warehouse, from the raw archive alone
+
+Task results are never persisted (``persist_result=False``): the bodies they pass around
+are already in the archive, and nothing that reaches Prefect's storage can carry the token.
+The token never appears as a flow or task parameter; the client reads it from settings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import snapshot
+from flows.hypertracker.client import HyperTrackerClient, StateStatus
+from flows.lake import parquet
+from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
+from flows.ops import wipe_warehouse
+from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
+from flows.runlock import RunLocked, run_lock
+from flows.runlog import RunSummary, record_run
+from flows.settings import Settings, get_settings
+from flows.transform import DbtOutcome, run_dbt
+from flows.warehouse import LoadResult, PublishResult, load_lake, publish
+
+TASK_OPTS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
+
+
+def archive_for(settings: Settings) -> RawArchive:
+    return RawArchive(settings.archive_dir, settings.quarantine_dir)
+
+
+# ----------------------------------------------------------------------------- snapshot
+
+
+@task(name="read state", retries=1, retry_delay_seconds=5, **TASK_OPTS)
+def read_state(client: HyperTrackerClient) -> StateStatus:
+    """Which HyperTracker state is current: its ``lastUpdate`` names the snapshot."""
+    state = client.status()
+    get_run_logger().info(
+        "HyperTracker state %s (next update expected %s)",
+        snapshot_id_for(state.last_update),
+        state.next_update,
+    )
+    return state
+
+
+@task(name="fetch windows", **TASK_OPTS)
+def fetch_windows(
+    client: HyperTrackerClient, archive: RawArchive, state: StateStatus, settings: Settings
+) -> snapshot.FetchedSnapshot:
+    """All windows of one state, each body archived verbatim as it arrives."""
+    log = get_run_logger()
+    started = time.perf_counter()
+    fetched = snapshot.fetch_windows(
+        client,
+        archive,
+        state,
+        settings.windows,
+        max_refetches=settings.state_change_refetches,
+        log=log,
+    )
+    for window, body in fetched.bodies.items():
+        log.info(
+            "fetched %s: %s bytes in %.2fs (HTTP %s)",
+            window,
+            f"{len(body.body):,}",
+            body.elapsed_s,
+            body.status,
+        )
+    log.info("all windows of %s in %.2fs", fetched.snapshot_id, time.perf_counter() - started)
+    return fetched
+
+
+@task(name="validate", **TASK_OPTS)
+def validate(archive: RawArchive, fetched: snapshot.FetchedSnapshot) -> dict[str, Any]:
+    """Typed parse and row invariants; a bad payload is quarantined and the run fails."""
+    return snapshot.validate(archive, fetched, get_run_logger())
+
+
+@task(name="archive", **TASK_OPTS)
+def commit_archive(
+    archive: RawArchive, fetched: snapshot.FetchedSnapshot
+) -> tuple[SnapshotManifest, dict[str, bytes]]:
+    """Move the whole, valid snapshot into the archive with its manifest (one rename)."""
+    manifest, bodies = snapshot.commit(archive, fetched)
+    get_run_logger().info("archived %s", archive.snapshot_dir(manifest.snapshot_id))
+    return manifest, bodies
+
+
+@task(name="land in lake", **TASK_OPTS)
+def land(lake_dir: Path, manifest: SnapshotManifest, bodies: dict[str, bytes]) -> dict[str, int]:
+    """Normalize into Parquet: one file per table, each renamed into place whole."""
+    rows = snapshot.land(lake_dir, manifest, bodies)
+    get_run_logger().info(
+        "landed %s: %s coin rows, %s cohort rows",
+        manifest.snapshot_id,
+        f"{rows['heatmap_coins']:,}",
+        f"{rows['heatmap_cohorts']:,}",
+    )
+    return rows
+
+
+@task(name="refresh cohort ladder", retries=1, retry_delay_seconds=5, **TASK_OPTS)
+def refresh_segments(client: HyperTrackerClient, archive: RawArchive, settings: Settings) -> bool:
+    """Fetch ``/segments`` when the stored ladder is older than the refresh interval."""
+    refreshed = snapshot.refresh_segments(client, archive, settings, now=datetime.now(UTC))
+    get_run_logger().info("cohort ladder %s", "refreshed" if refreshed else "is fresh: not fetched")
+    return refreshed
+
+
+TASK_STEPS = snapshot.Steps(
+    read_state=read_state,
+    fetch_windows=fetch_windows,
+    validate=validate,
+    commit=commit_archive,
+    land=land,
+)
+
+
+@flow(name="hypertracker-snapshot")
+def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
+    """Fetch the current HyperTracker state's windows, archive them, land them in the lake.
+
+    Ends early with "no new state" when the current state is already archived, unless
+    ``force`` is set (the windows are then fetched again and the landing completed). Every
+    request made is written to the quota ledger, whether the run succeeds or not.
+    """
+    settings = get_settings()
+    archive = archive_for(settings)
+    ledger = Ledger.open(settings)
+    with HyperTrackerClient(settings) as client:
+        try:
+            refresh_segments(client, archive, settings)
+            return snapshot.take_snapshot(
+                client, archive, settings, TASK_STEPS, get_run_logger(), force=force
+            )
+        finally:
+            ledger.record(client.request_count)
+
+
+# ---------------------------------------------------------------------------- warehouse
+
+
+@task(name="load warehouse", **TASK_OPTS)
+def load(settings: Settings) -> LoadResult:
+    """Append landed snapshots not yet loaded to DuckDB ``raw`` in one transaction."""
+    result = load_lake(settings)
+    log = get_run_logger()
+    if result.load_id is None:
+        log.info("nothing new in the lake to load")
+    else:
+        log.info(
+            "load %s: %d snapshots, %s rows in %.2fs",
+            result.load_id,
+            len(result.snapshot_ids),
+            f"{result.row_count:,}",
+            result.seconds,
+        )
+    return result
+
+
+@task(name="dbt build", **TASK_OPTS)
+def transform(settings: Settings) -> DbtOutcome:
+    """``dbt build``: models, seeds, snapshots and tests, each a Prefect task."""
+    outcome = run_dbt(settings, ["build"], in_prefect=True)
+    log = get_run_logger()
+    log.info(
+        "dbt build: %d models, %d tests, %d warnings, %d failures",
+        outcome.count("model"),
+        outcome.count("test") + outcome.count("unit_test"),
+        len(outcome.warnings),
+        len(outcome.failures),
+    )
+    if not outcome.success:
+        names = ", ".join(f"{f['name']} ({f['status']})" for f in outcome.failures) or "see log"
+        raise RuntimeError(f"dbt build failed: {names}. The last good analytics database was kept.")
+    return outcome
+
+
+@task(name="publish", **TASK_OPTS)
+def publish_task(settings: Settings) -> PublishResult:
+    """Write a fresh ``analytics.duckdb`` for analysts and rename it into place."""
+    result = publish(settings)
+    get_run_logger().info(
+        "published %s in %.2fs (%d tables copied, %s rows appended)",
+        result.path,
+        result.seconds,
+        len(result.tables),
+        f"{sum(result.appended.values()):,}",
+    )
+    return result
+
+
+@flow(name="hypertracker-warehouse")
+def warehouse_flow() -> dict[str, Any]:
+    """Lake -> DuckDB -> dbt build -> publish."""
+    settings = get_settings()
+    loaded = load(settings)
+    outcome = transform(settings)
+    published = publish_task(settings)
+    return {"load": loaded, "dbt": outcome, "publish": published}
+
+
+@task(name="check quota", **TASK_OPTS)
+def check_quota(settings: Settings) -> int:
+    """Refuse to start a run that would spend more requests than the plan has left."""
+    archive = archive_for(settings)
+    newest = archive.latest_segments_fetch()
+    due = newest is None or (datetime.now(UTC) - newest).total_seconds() >= (
+        settings.segments_refresh_hours * 3600
+    )
+    needed = requests_per_run(settings, with_segments=due)
+    Ledger.open(settings).check(settings, needed)
+    return needed
+
+
+@flow(name="hypertracker-elt")
+def elt_flow(force: bool = False) -> RunSummary:
+    """What the schedule runs: snapshot -> load -> dbt build -> publish, one writer at a time.
+
+    A run that finds no new state ends quickly as "no new data"; one that would exceed the
+    API quota, or finds another run still writing, does not start and says why.
+    """
+    settings = get_settings()
+    log = get_run_logger()
+    summary = RunSummary(started_at=datetime.now(UTC))
+    try:
+        with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="elt run"):
+            check_quota(settings)
+            summary.snapshot = snapshot_flow(force=force)
+            if not summary.snapshot.stored:
+                summary.outcome = "no new data"
+                return summary
+            summary.load = load(settings)
+            summary.dbt = transform(settings)
+            summary.publish = publish_task(settings)
+            summary.outcome = "published"
+    except (QuotaWouldBeExceeded, RunLocked) as exc:
+        log.warning("%s", exc)
+        summary.outcome = f"skipped: {exc}"
+    except BaseException as exc:
+        summary.outcome = "failed"
+        summary.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        summary.finished_at = datetime.now(UTC)
+        record_run(settings, summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------ rebuild
+
+
+def rebuild_lake(settings: Settings, *, progress: Callable[[int, int], None] | None = None) -> int:
+    """Land every archived snapshot and ladder fetch in the lake again.
+
+    Files already in the lake are kept (landing is idempotent and deterministic), so an
+    interrupted rebuild resumes where it stopped.
+    """
+    archive = archive_for(settings)
+    manifests = list(archive.manifests())
+    for i, manifest in enumerate(manifests, 1):
+        bodies = {w: archive.read_body(manifest, w) for w in manifest.bodies}
+        snapshot.land(settings.lake_dir, manifest, bodies)
+        if progress:
+            progress(i, len(manifests))
+    for folder, record in archive.segment_fetches():
+        fetched_at = parse_iso(record.fetched_at)
+        assert fetched_at is not None
+        parquet.land_segments(settings.lake_dir, read_zst(folder / record.file), fetched_at)
+    return len(manifests)
+
+
+@flow(name="hypertracker-rebuild")
+def rebuild_flow(lake_only: bool = False, fresh_lake: bool = False) -> dict[str, Any]:
+    """Archive -> lake -> warehouse -> marts, from the raw archive alone.
+
+    ``fresh_lake`` deletes the lake first (for a lake that is suspect); otherwise existing
+    lake files are kept and the rebuild resumes. The warehouse is always rebuilt from
+    scratch: the load is one transaction, so an interrupted rebuild simply runs again.
+    """
+    settings = get_settings()
+    log = get_run_logger()
+    with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="rebuild"):
+        if fresh_lake and settings.lake_dir.exists():
+            shutil.rmtree(settings.lake_dir)
+        step = max(1, len(list(archive_for(settings).manifests())) // 20)
+        count = rebuild_lake(
+            settings,
+            progress=lambda i, n: (
+                (i % step == 0 or i == n)
+                and log.info("rebuilt %d of %d snapshots in the lake", i, n)
+            ),
+        )
+        log.info("lake rebuilt from %d archived snapshots", count)
+        if lake_only:
+            return {"snapshots": count}
+        wipe_warehouse(settings)
+        loaded = load(settings)
+        outcome = transform(settings)
+        published = publish_task(settings)
+        return {"snapshots": count, "load": loaded, "dbt": outcome, "publish": published}

@@ -1,0 +1,134 @@
+"""The run report: what a run fetched, loaded, tested and published, and what moved most.
+
+Every run writes one, succeed or fail: ``data/state/last_run.json`` (the CLI's ``status``
+reads it), a line in ``data/state/runs.jsonl``, and, inside Prefect, a markdown artifact
+and a table artifact on the flow run. A failed run's report says which step failed, why,
+and what was kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime
+from typing import Any
+
+from flows import atomic
+from flows.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: str = "running"
+    error: str | None = None
+    failed_step: str | None = None
+    snapshot: Any = None
+    load: Any = None
+    dbt: Any = None
+    publish: Any = None
+    moves: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if is_dataclass(value) and not isinstance(value, type):
+                return {k: plain(v) for k, v in asdict(value).items() if k != "results"}
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [plain(v) for v in value]
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if hasattr(value, "__fspath__"):
+                return str(value)
+            return value
+
+        out = {k: plain(v) for k, v in self.__dict__.items()}
+        out["seconds"] = self.seconds
+        if self.dbt is not None:
+            out["dbt"] = {
+                "success": self.dbt.success,
+                "models": self.dbt.count("model"),
+                "tests": self.dbt.count("test") + self.dbt.count("unit_test"),
+                "warnings": [w["name"] for w in self.dbt.warnings],
+                "failures": [f["name"] for f in self.dbt.failures],
+            }
+        return out
+
+    def to_markdown(self) -> str:
+        d = self.to_dict()
+        lines = [f"# HyperTracker ELT run: {self.outcome}", ""]
+        lines.append(f"- started {d['started_at']}, took {d['seconds'] or 0:.1f}s")
+        if self.error:
+            lines.append(f"- **failed at {self.failed_step or 'an unknown step'}**: {self.error}")
+            lines.append(
+                "- kept: everything archived before this run; quarantined payloads are in "
+                "`data/quarantine/`; analysts still see the last good publish"
+            )
+        snap = d.get("snapshot") or {}
+        if snap:
+            lines.append(
+                f"- snapshot `{snap.get('snapshot_id')}`: "
+                f"{'stored' if snap.get('stored') else 'already stored (no new state)'}, "
+                f"{snap.get('bytes_fetched', 0):,} bytes fetched, rows {snap.get('rows')}"
+            )
+        load = d.get("load") or {}
+        if load.get("load_id"):
+            lines.append(f"- load {load['load_id']}: rows {load.get('rows')}")
+        dbt = d.get("dbt") or {}
+        if dbt:
+            lines.append(
+                f"- dbt build: {dbt['models']} models, {dbt['tests']} tests, "
+                f"{len(dbt['warnings'])} warnings, {len(dbt['failures'])} failures"
+            )
+            for name in dbt["warnings"]:
+                lines.append(f"  - warning: `{name}`")
+            for name in dbt["failures"]:
+                lines.append(f"  - **failed**: `{name}`")
+        pub = d.get("publish") or {}
+        if pub:
+            lines.append(f"- published `{pub.get('path')}` in {pub.get('seconds', 0):.2f}s")
+        if self.moves:
+            lines += ["", "## Largest day-over-day cohort bias moves", ""]
+            lines.append("| coin | window | cohort | bias | change (pp) |")
+            lines.append("|---|---|---|---|---|")
+            for m in self.moves:
+                lines.append(
+                    f"| {m['coin']} | {m['window']} | {m['cohort']} | {m['bias']:.3f} | "
+                    f"{m['bias_change_pp']:+.1f} |"
+                )
+        return "\n".join(lines) + "\n"
+
+
+def record_run(settings: Settings, summary: RunSummary) -> None:
+    """Write the run report to the state folder and, inside Prefect, as artifacts."""
+    data = summary.to_dict()
+    text = json.dumps(data, indent=2, default=str)
+    atomic.write_bytes(settings.state_dir / "last_run.json", text.encode())
+    with open(settings.state_dir / "runs.jsonl", "a") as fh:
+        fh.write(json.dumps(data, default=str) + "\n")
+    try:
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is None:
+            return
+        create_markdown_artifact(
+            key="elt-run-report", markdown=summary.to_markdown(), description="ELT run report"
+        )
+        if summary.moves:
+            create_table_artifact(
+                key="bias-moves", table=summary.moves, description="Largest bias moves"
+            )
+    except Exception as exc:  # a report that cannot be published must not fail the run
+        log.warning("could not publish the run report as a Prefect artifact: %s", exc)

@@ -1,0 +1,133 @@
+"""One settings object for everything that runs, read from the environment (prefix ``HT_``).
+
+Every knob a user may turn lives here and is documented in ``.env.example``. The API token
+is a ``SecretStr``: its ``repr`` and ``str`` print ``**********``, so a settings object can
+be logged or shown in an error without leaking it.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Window = Literal["24h", "7d", "30d", "all"]
+WINDOWS: tuple[Window, ...] = ("24h", "7d", "30d", "all")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BASE_URL = "https://ht-api.coinmarketman.com/api/external"
+
+
+class Settings(BaseSettings):
+    """What the pipeline talks to, where it writes, and how often it runs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- the source ---------------------------------------------------------------------
+    base_url: str = Field(DEFAULT_BASE_URL, description="HyperTracker API base URL.")
+    api_token: SecretStr | None = Field(
+        None, description="HyperTracker API token (Bearer). Never logged or stored."
+    )
+    windows: tuple[Window, ...] = Field(
+        WINDOWS, description="Position-age windows fetched per snapshot."
+    )
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    max_attempts: int = Field(6, ge=1, description="Attempts per request, retries included.")
+    max_retry_wait_s: float = Field(
+        120.0, gt=0, description="Total time one request may spend waiting between attempts."
+    )
+    backoff_base_s: float = Field(0.5, gt=0, description="First back-off; doubles per retry.")
+    state_change_refetches: int = Field(
+        3, ge=0, description="Times the windows are fetched again when the state moves mid-fetch."
+    )
+
+    # --- the plan's quota -----------------------------------------------------------------
+    requests_per_minute: int = Field(60, ge=1, description="Plan rate limit (Pulse: 60).")
+    requests_per_day: int | None = Field(
+        None, ge=1, description="Daily request budget (Free plan: 100). None = no daily cap."
+    )
+    requests_per_month: int | None = Field(
+        50_000, ge=1, description="Monthly request budget (Pulse: 50k). None = no monthly cap."
+    )
+    segments_refresh_hours: float = Field(
+        24.0, gt=0, description="The cohort ladder (/segments) is fetched at most this often."
+    )
+
+    # --- where things live ------------------------------------------------------------------
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Root of everything written.")
+    dbt_project_dir: Path = PROJECT_ROOT / "dbt_project"
+
+    lock_timeout_s: float = Field(
+        600.0, ge=0, description="How long a run waits for another run to finish writing."
+    )
+
+    # --- the schedule -------------------------------------------------------------------------
+    schedule_cron: str = Field("*/15 * * * *", description="When `serve` runs the pipeline.")
+    top_coins: int = Field(30, ge=1, description="Coins on the heatmap board (by open interest).")
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _split_windows(cls, value: object) -> object:
+        # Environment variables arrive as text: accept "24h,7d" as well as a JSON list.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    # Derived paths: one layout, named once. data/README.md describes it.
+    @cached_property
+    def archive_dir(self) -> Path:
+        """Verbatim API responses, zstd-compressed, one folder per snapshot."""
+        return self.data_dir / "archive"
+
+    @cached_property
+    def incoming_dir(self) -> Path:
+        """Responses being fetched: written here first, moved into the archive once whole."""
+        return self.data_dir / "archive" / "_incoming"
+
+    @cached_property
+    def quarantine_dir(self) -> Path:
+        """Payloads that failed validation, byte for byte, each with a note saying why."""
+        return self.data_dir / "quarantine"
+
+    @cached_property
+    def lake_dir(self) -> Path:
+        """Normalized Parquet tables, Hive-partitioned by the snapshot's UTC date."""
+        return self.data_dir / "lake"
+
+    @cached_property
+    def warehouse_dir(self) -> Path:
+        return self.data_dir / "warehouse"
+
+    @cached_property
+    def build_db_path(self) -> Path:
+        """The private DuckDB file the loader and dbt write. Analysts do not open it."""
+        return self.warehouse_dir / "build.duckdb"
+
+    @cached_property
+    def analytics_db_path(self) -> Path:
+        """The published, read-only DuckDB file analysts connect to."""
+        return self.warehouse_dir / "analytics.duckdb"
+
+    @cached_property
+    def published_dir(self) -> Path:
+        """Append-only Parquet exports of the snapshot-grain facts behind analytics.duckdb."""
+        return self.warehouse_dir / "published"
+
+    @cached_property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @cached_property
+    def state_dir(self) -> Path:
+        """Run bookkeeping: the quota ledger, the run lock, the last run summary."""
+        return self.data_dir / "state"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (used by tests and the demo)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
