@@ -349,8 +349,11 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(make_client, clock) -> N
     assert "3600" in str(info.value)
 
 
-def test_truncated_body_over_a_real_socket_is_retried(clock) -> None:
-    """A body shorter than Content-Length surfaces as RemoteProtocolError and is retried."""
+def test_truncated_body_over_a_real_socket_is_retried(clock, caplog) -> None:
+    """A body shorter than Content-Length surfaces as RemoteProtocolError and is retried.
+
+    Also the one test through httpx's real transport: its debug logs must not show the token.
+    """
     body = b'{"heatmap": [{"coin": "BTC", "count": 1}]}'
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(10)  # a hang guard, not a timed assertion
@@ -371,12 +374,20 @@ def test_truncated_body_over_a_real_socket_is_retried(clock) -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     settings = make_settings(base_url=f"http://127.0.0.1:{port}/api/external")
-    with HyperTrackerClient(settings, sleep=clock.sleep, clock=clock, rng=lambda: 0.0) as client:
+    with (
+        caplog.at_level(logging.DEBUG),
+        HyperTrackerClient(settings, sleep=clock.sleep, clock=clock, rng=lambda: 0.0) as client,
+    ):
         got = client.heatmap("all")
     thread.join(10)
     assert served == [0, 1]
     assert got.body == body
     assert got.attempts == 2
+    retries = [r.getMessage() for r in caplog.records if r.name == "flows.hypertracker.client"]
+    assert len(retries) == 1
+    assert "RemoteProtocolError" in retries[0]
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    assert not any(TOKEN in r.getMessage() for r in caplog.records)
 
 
 # --- redirects -----------------------------------------------------------------------------
@@ -429,6 +440,7 @@ def test_redirect_loop_fails_without_retry(make_client, clock) -> None:
     with pytest.raises(RequestFailed, match="TooManyRedirects"):
         make_client(handler).segments()
     assert clock.sleeps == []
+    assert len(seen) == 21  # one attempt: the request and httpx's 20 redirects
 
 
 # --- pacing --------------------------------------------------------------------------------
@@ -436,11 +448,12 @@ def test_rate_limiter_spaces_requests_in_a_rolling_window(clock) -> None:
     limiter = RateLimiter(3, 60.0, clock=clock, sleep=clock.sleep)
     assert [limiter.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]  # t = 1000
     clock.now += 10  # t = 1010
-    assert limiter.acquire() == 50.0  # waits for the first slot to age out at 1060
+    assert limiter.acquire() == 50.0  # waits for the t=1000 slots to age out at 1060
     assert clock.now == 1060.0
-    assert limiter.acquire() == 0.0  # the other two from t=1000 aged out too
-    assert limiter.acquire() == 10.0  # window now: 1010->1060(x2 used): next free at 1070
-    assert clock.sleeps == [50.0, 10.0]
+    clock.now += 30  # t = 1090: the window holds one request (1060)
+    assert [limiter.acquire() for _ in range(2)] == [0.0, 0.0]
+    assert limiter.acquire() == 30.0  # full until the 1060 request ages out at 1120
+    assert clock.sleeps == [50.0, 30.0]
 
 
 def test_rate_limiter_is_thread_safe(clock) -> None:
@@ -546,7 +559,7 @@ def test_token_never_in_logs_reprs_or_errors(make_client, caplog) -> None:
     texts += [str(e) for e in errors] + [repr(e) for e in errors]
     texts += [repr(client), repr(client.settings), repr(vars(client))]
     texts += [repr(f) for f in fetched]
-    texts += [str(pickle.loads(pickle.dumps(e))) for e in errors]
+    texts += [str(pickle.loads(pickle.dumps(e))) for e in errors]  # noqa: S301 (our own bytes)
     assert any("HTTP 503" in t for t in texts)  # the logs were captured at all
     for text in texts:
         assert TOKEN not in text
@@ -561,6 +574,6 @@ def test_errors_survive_pickling() -> None:
         QuotaExhausted("https://x/y", reason="r", attempts=1, retry_after_s=60.0),
         PayloadError("all", "https://x/y", ["heatmap[0].count: bad"]),
     ):
-        back = pickle.loads(pickle.dumps(exc))
+        back = pickle.loads(pickle.dumps(exc))  # noqa: S301 (our own bytes)
         assert type(back) is type(exc)
         assert str(back) == str(exc)
