@@ -251,17 +251,30 @@ class HyperTrackerClient:
         """``GET /positions/heatmap?openedWithin=<window>``; the body is returned verbatim."""
         return self.get("heatmap", HEATMAP_PATH, params={"openedWithin": window}, window=window)
 
-    def heatmaps(self, windows: Iterable[str] | None = None) -> dict[str, Fetched]:
+    def heatmaps(
+        self,
+        windows: Iterable[str] | None = None,
+        on_fetched: Callable[[Fetched], None] | None = None,
+    ) -> dict[str, Fetched]:
         """All windows (default: ``settings.windows``) fetched concurrently, keyed by window.
 
-        Waits for every request to finish; if any failed, raises the first failure in window
-        order, with the others noted on it.
+        ``on_fetched`` is called with each response the moment it arrives (from the fetching
+        thread), so the caller can store a body before the other windows are in. Waits for
+        every request to finish; if any failed, raises the first failure in window order,
+        with the others noted on it.
         """
         wins = list(dict.fromkeys(self.settings.windows if windows is None else windows))
         if not wins:
             return {}
+
+        def fetch(window: str) -> Fetched:
+            fetched = self.heatmap(window)
+            if on_fetched is not None:
+                on_fetched(fetched)
+            return fetched
+
         with ThreadPoolExecutor(max_workers=len(wins), thread_name_prefix="ht-fetch") as pool:
-            futures = {w: pool.submit(self.heatmap, w) for w in wins}
+            futures = {w: pool.submit(fetch, w) for w in wins}
         errors = [(w, f.exception()) for w, f in futures.items() if f.exception() is not None]
         if errors:
             first = errors[0][1]
