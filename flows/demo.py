@@ -79,11 +79,11 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
     return taken
 
 
-def run_demo(*, days: float, seed: int, data_dir: Path, console: Console) -> None:
+def build_demo_warehouse(*, days: float, seed: int, data_dir: Path, console: Console) -> None:
+    """Steps 1-4: simulated API, N days of snapshots, warehouse, one scheduled run."""
     from flows.hypertracker.simulator.server import SimulatedApi
     from flows.pipeline import elt_flow, warehouse_flow
 
-    started = time.perf_counter()
     token = secrets.token_urlsafe(24)
     # The market's history begins a little before the demo's window so that its first
     # state is already a day into the simulation (listings and biases have moved).
@@ -106,11 +106,17 @@ def run_demo(*, days: float, seed: int, data_dir: Path, console: Console) -> Non
         summary = elt_flow()
         console.print(summary.to_markdown())
 
+
+def run_demo(*, days: float, seed: int, data_dir: Path, console: Console) -> None:
+    """The whole demo: the warehouse, then the docs site and the report, then a tour."""
+    started = time.perf_counter()
+    build_demo_warehouse(days=days, seed=seed, data_dir=data_dir, console=console)
     console.rule("[bold]5. docs site and report")
     from flows.analyst import build_docs, write_report
 
-    docs = build_docs(get_settings())
-    report = write_report(get_settings())
+    settings = get_settings()
+    docs = build_docs(settings)
+    report = write_report(settings)
     tour(data_dir, docs, report, time.perf_counter() - started, console)
 
 

@@ -26,13 +26,12 @@ from flows import snapshot
 from flows.hypertracker.client import HyperTrackerClient, StateStatus
 from flows.lake import parquet
 from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
-from flows.ops import wipe_warehouse
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
 from flows.runlock import RunLocked, run_lock
 from flows.runlog import RunSummary, record_run
 from flows.settings import Settings, get_settings
 from flows.transform import DbtOutcome, run_dbt
-from flows.warehouse import LoadResult, PublishResult, load_lake, publish
+from flows.warehouse import LoadResult, PublishResult, load_lake, publish, wipe_warehouse
 
 TASK_OPTS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
 
@@ -44,7 +43,7 @@ def archive_for(settings: Settings) -> RawArchive:
 # ----------------------------------------------------------------------------- snapshot
 
 
-@task(name="read state", retries=1, retry_delay_seconds=5, **TASK_OPTS)
+@task(name="read state", **TASK_OPTS)
 def read_state(client: HyperTrackerClient) -> StateStatus:
     """Which HyperTracker state is current: its ``lastUpdate`` names the snapshot."""
     state = client.status()
@@ -56,7 +55,26 @@ def read_state(client: HyperTrackerClient) -> StateStatus:
     return state
 
 
-@task(name="fetch windows", **TASK_OPTS)
+def _state_kept_moving(task: Any, run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except snapshot.StateKeptMoving:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+# The client already retries every request (backoff, Retry-After, bounded); a task retry
+# on top would only multiply the wait. The one failure a later attempt can cure is a
+# state that kept moving through every refetch: that task waits and tries once more.
+@task(
+    name="fetch windows",
+    retries=1,
+    retry_delay_seconds=60,
+    retry_condition_fn=_state_kept_moving,
+    **TASK_OPTS,
+)
 def fetch_windows(
     client: HyperTrackerClient, archive: RawArchive, state: StateStatus, settings: Settings
 ) -> snapshot.FetchedSnapshot:
@@ -112,7 +130,7 @@ def land(lake_dir: Path, manifest: SnapshotManifest, bodies: dict[str, bytes]) -
     return rows
 
 
-@task(name="refresh cohort ladder", retries=1, retry_delay_seconds=5, **TASK_OPTS)
+@task(name="refresh cohort ladder", **TASK_OPTS)
 def refresh_segments(client: HyperTrackerClient, archive: RawArchive, settings: Settings) -> bool:
     """Fetch ``/segments`` when the stored ladder is older than the refresh interval."""
     refreshed = snapshot.refresh_segments(client, archive, settings, now=datetime.now(UTC))

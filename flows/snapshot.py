@@ -50,19 +50,6 @@ class ValidSnapshot:
     warnings: list[str] = field(default_factory=list)
 
 
-def store(fetch: IncomingFetch, fetched: Fetched, name: str) -> None:
-    """Archive one response body verbatim, the moment it has arrived."""
-    fetch.store(
-        name=name,
-        window=fetched.window,
-        url=fetched.url,
-        http_status=fetched.status,
-        body=fetched.body,
-        fetched_at=fetched.fetched_at,
-        elapsed_s=fetched.elapsed_s,
-    )
-
-
 def fetch_windows(
     client: HyperTrackerClient,
     archive: RawArchive,
@@ -76,9 +63,8 @@ def fetch_windows(
     for attempt in range(1, max_refetches + 2):
         fetch = archive.begin()
         try:
-            bodies = client.heatmaps(windows)
-            for window in windows:
-                store(fetch, bodies[window], window)
+            # Each body is archived the moment it arrives, before the other windows are in.
+            bodies = client.heatmaps(windows, on_fetched=fetch.keep)
             after = client.status()
         except BaseException:
             # Whatever did arrive is kept: a failed fetch is evidence, not garbage.
@@ -198,7 +184,7 @@ def refresh_segments(
         return False
     fetched = client.segments()
     fetch = archive.begin()
-    store(fetch, fetched, "segments")
+    fetch.keep(fetched)
     fetch.commit_segments()
     parquet.land_segments(settings.lake_dir, fetched.body, fetched.fetched_at)
     return True

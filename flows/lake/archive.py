@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -159,6 +160,18 @@ class IncomingFetch:
         )
         self.records[name] = record
         return record
+
+    def keep(self, fetched: Any) -> BodyRecord:
+        """Store a client response (``hypertracker.client.Fetched``) under its window."""
+        return self.store(
+            name=fetched.window or fetched.endpoint,
+            window=fetched.window,
+            url=fetched.url,
+            http_status=fetched.status,
+            body=fetched.body,
+            fetched_at=fetched.fetched_at,
+            elapsed_s=fetched.elapsed_s,
+        )
 
     def commit_snapshot(
         self, *, last_update: datetime, next_update: datetime | None
