@@ -28,6 +28,9 @@ def _offline() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # With no Prefect server configured, each process starts a temporary one; on a busy
+    # 2-core machine that can take longer than Prefect's default 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @app.command()

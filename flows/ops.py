@@ -36,9 +36,14 @@ def build_deployment(settings: Settings | None = None):  # -> RunnerDeployment
     from flows.pipeline import elt_flow
 
     settings = settings or get_settings()
+    when = (
+        {"interval": settings.schedule_interval_s}
+        if settings.schedule_interval_s
+        else {"cron": settings.schedule_cron}
+    )
     return elt_flow.to_deployment(
         name=DEPLOYMENT_NAME,
-        cron=settings.schedule_cron,
+        **when,
         description="HyperTracker heatmap snapshot -> lake -> DuckDB -> dbt -> publish",
         tags=["hypertracker"],
     )
@@ -49,9 +54,14 @@ def serve_forever(*, console: Console) -> None:
     from prefect import serve
 
     settings = get_settings()
+    when = (
+        f"every {settings.schedule_interval_s}s"
+        if settings.schedule_interval_s
+        else f"cron '{settings.schedule_cron}' (UTC)"
+    )
     console.print(
-        f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on cron "
-        f"'{settings.schedule_cron}' (UTC); data in {settings.data_dir}. Ctrl-C stops."
+        f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when}; "
+        f"data in {settings.data_dir}. Ctrl-C stops."
     )
     serve(build_deployment(settings))
 

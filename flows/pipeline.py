@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import snapshot
 from flows.hypertracker.client import HyperTrackerClient, StateStatus
+from flows.hypertracker.payload import HeatmapPayload
 from flows.lake import parquet
 from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
@@ -102,25 +103,27 @@ def fetch_windows(
 
 
 @task(name="validate", **TASK_OPTS)
-def validate(archive: RawArchive, fetched: snapshot.FetchedSnapshot) -> dict[str, Any]:
+def validate(archive: RawArchive, fetched: snapshot.FetchedSnapshot) -> dict[str, HeatmapPayload]:
     """Typed parse and row invariants; a bad payload is quarantined and the run fails."""
     return snapshot.validate(archive, fetched, get_run_logger())
 
 
 @task(name="archive", **TASK_OPTS)
 def commit_archive(
-    archive: RawArchive, fetched: snapshot.FetchedSnapshot
-) -> tuple[SnapshotManifest, dict[str, bytes]]:
+    archive: RawArchive, fetched: snapshot.FetchedSnapshot, payloads: dict[str, HeatmapPayload]
+) -> tuple[SnapshotManifest, dict[str, HeatmapPayload]]:
     """Move the whole, valid snapshot into the archive with its manifest (one rename)."""
-    manifest, bodies = snapshot.commit(archive, fetched)
+    manifest, payloads = snapshot.commit(archive, fetched, payloads)
     get_run_logger().info("archived %s", archive.snapshot_dir(manifest.snapshot_id))
-    return manifest, bodies
+    return manifest, payloads
 
 
 @task(name="land in lake", **TASK_OPTS)
-def land(lake_dir: Path, manifest: SnapshotManifest, bodies: dict[str, bytes]) -> dict[str, int]:
+def land(
+    lake_dir: Path, manifest: SnapshotManifest, payloads: dict[str, HeatmapPayload]
+) -> dict[str, int]:
     """Normalize into Parquet: one file per table, each renamed into place whole."""
-    rows = snapshot.land(lake_dir, manifest, bodies)
+    rows = snapshot.land(lake_dir, manifest, payloads)
     get_run_logger().info(
         "landed %s: %s coin rows, %s cohort rows",
         manifest.snapshot_id,
@@ -256,14 +259,19 @@ def elt_flow(force: bool = False) -> RunSummary:
     summary = RunSummary(started_at=datetime.now(UTC))
     try:
         with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="elt run"):
-            check_quota(settings)
-            summary.snapshot = snapshot_flow(force=force)
+            with summary.step("quota"):
+                check_quota(settings)
+            with summary.step("snapshot"):
+                summary.snapshot = snapshot_flow(force=force)
             if not summary.snapshot.stored:
                 summary.outcome = "no new data"
                 return summary
-            summary.load = load(settings)
-            summary.dbt = transform(settings)
-            summary.publish = publish_task(settings)
+            with summary.step("load"):
+                summary.load = load(settings)
+            with summary.step("dbt build"):
+                summary.dbt = transform(settings)
+            with summary.step("publish"):
+                summary.publish = publish_task(settings)
             summary.outcome = "published"
     except (QuotaWouldBeExceeded, RunLocked) as exc:
         log.warning("%s", exc)
@@ -290,8 +298,7 @@ def rebuild_lake(settings: Settings, *, progress: Callable[[int, int], None] | N
     archive = archive_for(settings)
     manifests = list(archive.manifests())
     for i, manifest in enumerate(manifests, 1):
-        bodies = {w: archive.read_body(manifest, w) for w in manifest.bodies}
-        snapshot.land(settings.lake_dir, manifest, bodies)
+        snapshot.land(settings.lake_dir, manifest, snapshot.parse_archived(archive, manifest))
         if progress:
             progress(i, len(manifests))
     for folder, record in archive.segment_fetches():

@@ -8,8 +8,11 @@ and what was kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +35,19 @@ class RunSummary:
     dbt: Any = None
     publish: Any = None
     moves: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time a step; if it raises, remember it as the step that failed."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.failed_step = name
+            raise
+        finally:
+            self.timings[name] = round(time.perf_counter() - started, 3)
 
     @property
     def seconds(self) -> float | None:
@@ -69,6 +85,9 @@ class RunSummary:
         d = self.to_dict()
         lines = [f"# HyperTracker ELT run: {self.outcome}", ""]
         lines.append(f"- started {d['started_at']}, took {d['seconds'] or 0:.1f}s")
+        if self.timings:
+            steps = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
+            lines.append(f"- steps: {steps}")
         if self.error:
             lines.append(f"- **failed at {self.failed_step or 'an unknown step'}**: {self.error}")
             lines.append(

@@ -67,7 +67,10 @@ class Settings(BaseSettings):
     )
 
     # --- the schedule -------------------------------------------------------------------------
-    schedule_cron: str = Field("*/15 * * * *", description="When `serve` runs the pipeline.")
+    schedule_cron: str = Field("*/15 * * * *", description="When `serve` runs the pipeline (UTC).")
+    schedule_interval_s: int | None = Field(
+        None, ge=1, description="Run every N seconds instead of on the cron (tests, trials)."
+    )
     top_coins: int = Field(30, ge=1, description="Coins on the heatmap board (by open interest).")
 
     @field_validator("windows", mode="before")

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import orjson
-
 from flows.hypertracker.client import Fetched, HyperTrackerClient, StateStatus
 from flows.hypertracker.errors import HyperTrackerError, PayloadError
 from flows.hypertracker.payload import HeatmapPayload, parse_heatmap, soft_checks
@@ -145,15 +143,18 @@ def validate(
     return payloads
 
 
-def heatmap_rows(body: bytes) -> list[dict]:
-    """The ``heatmap`` list of a validated body, as plain dicts for the lake writer."""
-    return orjson.loads(body)["heatmap"]
+def parse_archived(archive: RawArchive, manifest: SnapshotManifest) -> dict[str, HeatmapPayload]:
+    """The archived windows of a snapshot, read back (sha256-checked) and parsed again."""
+    return {
+        w: parse_heatmap(archive.read_body(manifest, w), w, manifest.bodies[w].url)
+        for w in manifest.bodies
+    }
 
 
 def commit(
-    archive: RawArchive, fetched: FetchedSnapshot
-) -> tuple[SnapshotManifest, dict[str, bytes]]:
-    """Move a valid snapshot into the archive; its manifest and bodies for the lake.
+    archive: RawArchive, fetched: FetchedSnapshot, payloads: dict[str, HeatmapPayload]
+) -> tuple[SnapshotManifest, dict[str, HeatmapPayload]]:
+    """Move a valid snapshot into the archive; its manifest and payloads for the lake.
 
     If the archive already holds that state (a forced re-fetch, or the state moved onto
     one already stored), the archive keeps its first copy and this fetch is set aside.
@@ -161,16 +162,18 @@ def commit(
     if archive.has_snapshot(fetched.snapshot_id):
         archive.set_aside_partial(fetched.fetch, {"reason": "state already archived"})
         manifest = archive.manifest(fetched.snapshot_id)
-        return manifest, {w: archive.read_body(manifest, w) for w in manifest.bodies}
+        return manifest, parse_archived(archive, manifest)
     manifest = fetched.fetch.commit_snapshot(
         last_update=fetched.state.last_update, next_update=fetched.state.next_update
     )
-    return manifest, {w: f.body for w, f in fetched.bodies.items()}
+    return manifest, payloads
 
 
-def land(lake_dir: Path, manifest: SnapshotManifest, bodies: dict[str, bytes]) -> dict[str, int]:
+def land(
+    lake_dir: Path, manifest: SnapshotManifest, payloads: dict[str, HeatmapPayload]
+) -> dict[str, int]:
     """Normalize a snapshot into the Parquet lake; rows per table."""
-    tables = parquet.snapshot_tables(manifest, {w: heatmap_rows(b) for w, b in bodies.items()})
+    tables = parquet.snapshot_tables(manifest, payloads)
     parquet.land_snapshot(lake_dir, tables, manifest.snapshot_id)
     return {name: t.num_rows for name, t in tables.items()}
 
@@ -210,7 +213,7 @@ class Steps:
     read_state: Callable[..., StateStatus]
     fetch_windows: Callable[..., FetchedSnapshot]
     validate: Callable[..., dict[str, HeatmapPayload]]
-    commit: Callable[..., tuple[SnapshotManifest, dict[str, bytes]]]
+    commit: Callable[..., tuple[SnapshotManifest, dict[str, HeatmapPayload]]]
     land: Callable[..., dict[str, int]]
 
 
@@ -231,14 +234,14 @@ def take_snapshot(
         log.info("no new state: %s is already stored; nothing to do", snapshot_id)
         return SnapshotOutcome(snapshot_id, stored=False)
     fetched = steps.fetch_windows(client, archive, state, settings)
-    steps.validate(archive, fetched)
-    manifest, bodies = steps.commit(archive, fetched)
-    rows = steps.land(settings.lake_dir, manifest, bodies)
+    payloads = steps.validate(archive, fetched)
+    manifest, payloads = steps.commit(archive, fetched, payloads)
+    rows = steps.land(settings.lake_dir, manifest, payloads)
     return SnapshotOutcome(
         manifest.snapshot_id,
         stored=True,
         attempts=fetched.attempts,
-        bytes_fetched=sum(len(b) for b in bodies.values()),
+        bytes_fetched=sum(r.body_bytes for r in manifest.bodies.values()),
         rows=rows,
         seconds=time.perf_counter() - started,
     )

@@ -15,7 +15,7 @@ that is already there changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows import atomic
+from flows.hypertracker.payload import HeatmapPayload
 from flows.lake.archive import SnapshotManifest, parse_iso, snapshot_id_for
 from flows.lake.tables import (
     HEATMAP_COHORTS,
@@ -34,18 +35,8 @@ from flows.lake.tables import (
     SNAPSHOTS,
 )
 
-KNOWN_SEGMENT_IDS = frozenset(range(1, 17))
-MEASURES = ("totalValue", "totalLongValue", "totalShortValue", "count", "countLong", "countShort")
-MEASURE_COLUMNS = (
-    "total_value",
-    "total_long_value",
-    "total_short_value",
-    "count",
-    "count_long",
-    "count_short",
-)
 # Floats compress far better split into byte streams; ids and names as dictionaries.
-FLOAT_COLUMNS = [*MEASURE_COLUMNS[:3], "bias"]
+FLOAT_COLUMNS = ["total_value", "total_long_value", "total_short_value", "bias"]
 
 
 def _naive(ts: datetime | None) -> datetime | None:
@@ -58,61 +49,53 @@ def lake_path(lake_dir: Path, table: str, key: str) -> Path:
 
 
 def snapshot_tables(
-    manifest: SnapshotManifest, coins_by_window: Mapping[str, Sequence[Mapping[str, Any]]]
+    manifest: SnapshotManifest, payloads: Mapping[str, HeatmapPayload]
 ) -> dict[str, pa.Table]:
-    """Normalize one snapshot's validated payloads (``heatmap`` lists) into lake tables.
+    """Normalize one snapshot's validated payloads into the three lake tables.
 
     Rows are sorted by window, coin and segment so that equal values sit together: this is
-    what lets zstd and dictionary encoding shrink the files.
+    what lets zstd and dictionary encoding shrink the files, and it makes the files of the
+    live landing and of a rebuild identical.
     """
     sid = manifest.snapshot_id
     last_update = _naive(manifest.last_update_dt)
-    coin_cols: dict[str, list[Any]] = {f.name: [] for f in HEATMAP_COINS}
-    cohort_cols: dict[str, list[Any]] = {f.name: [] for f in HEATMAP_COHORTS}
-    snap_cols: dict[str, list[Any]] = {f.name: [] for f in SNAPSHOTS}
+    next_update = _naive(parse_iso(manifest.next_update))
+    windows = sorted(payloads)
 
-    for window in sorted(coins_by_window):
-        coins = sorted(coins_by_window[window], key=lambda c: c["coin"])
-        record = manifest.bodies[window]
-        for name, value in (
-            ("snapshot_id", sid),
-            ("last_update", last_update),
-            ("window", window),
-            ("next_update", _naive(parse_iso(manifest.next_update))),
-            ("fetched_at", _naive(parse_iso(record.fetched_at))),
-            ("url", record.url),
-            ("http_status", record.http_status),
-            ("body_bytes", record.body_bytes),
-            ("body_sha256", record.body_sha256),
-            ("coin_count", len(coins)),
-        ):
-            snap_cols[name].append(value)
-        for coin in coins:
-            name = coin["coin"]
-            segments = sorted(coin["segments"], key=lambda s: s["segmentId"])
-            coin_cols["snapshot_id"].append(sid)
-            coin_cols["last_update"].append(last_update)
-            coin_cols["window"].append(window)
-            coin_cols["coin"].append(name)
-            for field, column in zip(MEASURES, MEASURE_COLUMNS, strict=True):
-                coin_cols[column].append(coin[field])
-            coin_cols["segment_count"].append(len(segments))
-            for seg in segments:
-                cohort_cols["snapshot_id"].append(sid)
-                cohort_cols["last_update"].append(last_update)
-                cohort_cols["window"].append(window)
-                cohort_cols["coin"].append(name)
-                cohort_cols["segment_id"].append(seg["segmentId"])
-                for field, column in zip(MEASURES, MEASURE_COLUMNS, strict=True):
-                    cohort_cols[column].append(seg[field])
-                cohort_cols["bias"].append(seg["bias"])
-                cohort_cols["is_known_segment"].append(seg["segmentId"] in KNOWN_SEGMENT_IDS)
+    def keyed(columns: dict[str, list[Any]], window: str, schema: pa.Schema) -> pa.Table:
+        n = len(columns["coin"])
+        keys = {"snapshot_id": [sid] * n, "last_update": [last_update] * n, "window": [window] * n}
+        return pa.table({**keys, **columns}, schema=schema)
 
-    return {
-        "snapshots": pa.table(snap_cols, schema=SNAPSHOTS),
-        "heatmap_coins": pa.table(coin_cols, schema=HEATMAP_COINS),
-        "heatmap_cohorts": pa.table(cohort_cols, schema=HEATMAP_COHORTS),
-    }
+    def stacked(tables: list[pa.Table], sort_keys: list[str]) -> pa.Table:
+        table = pa.concat_tables(tables)
+        return table.sort_by([(k, "ascending") for k in sort_keys])
+
+    coins = stacked(
+        [keyed(payloads[w].coin_columns(), w, HEATMAP_COINS) for w in windows],
+        ["window", "coin"],
+    )
+    cohorts = stacked(
+        [keyed(payloads[w].cohort_columns(), w, HEATMAP_COHORTS) for w in windows],
+        ["window", "coin", "segment_id"],
+    )
+    records = [manifest.bodies[w] for w in windows]
+    snapshots = pa.table(
+        {
+            "snapshot_id": [sid] * len(windows),
+            "last_update": [last_update] * len(windows),
+            "window": windows,
+            "next_update": [next_update] * len(windows),
+            "fetched_at": [_naive(parse_iso(r.fetched_at)) for r in records],
+            "url": [r.url for r in records],
+            "http_status": [r.http_status for r in records],
+            "body_bytes": [r.body_bytes for r in records],
+            "body_sha256": [r.body_sha256 for r in records],
+            "coin_count": [len(payloads[w].coins) for w in windows],
+        },
+        schema=SNAPSHOTS,
+    )
+    return {"snapshots": snapshots, "heatmap_coins": coins, "heatmap_cohorts": cohorts}
 
 
 def segments_table(body: bytes, fetched_at: datetime) -> pa.Table:

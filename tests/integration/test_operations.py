@@ -1,0 +1,276 @@
+"""Operations: the schedule, the quota guard, no overlap, readers never blocked, rebuild,
+a load killed mid-way, and a served deployment that really runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.ops import build_deployment
+from flows.pipeline import elt_flow, rebuild_flow
+from flows.quota import Ledger
+from flows.runlock import run_lock
+from flows.settings import get_settings
+from flows.warehouse import wipe_warehouse
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def marts_content(db: Path) -> dict[str, list[tuple]]:
+    """Every mart's rows, without load bookkeeping, in a stable order."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        out = {}
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
+            "AND table_name <> 'about' ORDER BY 1"
+        ).fetchall()
+        for (name,) in tables:
+            cols = [
+                c
+                for (c,) in con.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position",
+                    [name],
+                ).fetchall()
+                if not c.startswith("_")
+            ]
+            col_sql = ", ".join(f'"{c}"' for c in cols)
+            out[name] = con.execute(f'SELECT {col_sql} FROM marts."{name}" ORDER BY ALL').fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def raw_duplicates(db: Path) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            'SELECT count(*) FROM (SELECT snapshot_id, "window", coin, segment_id, count(*) n '
+            "FROM raw.heatmap_cohorts GROUP BY ALL HAVING n > 1)"
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_deployment_runs_the_elt_flow_on_the_configured_cron(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HT_SCHEDULE_CRON", "*/15 * * * *")
+    deployment = build_deployment()
+    assert deployment.name == "scheduled"
+    assert deployment.flow_name == "hypertracker-elt"
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "*/15 * * * *"
+
+
+def test_no_new_state_ends_quickly_as_no_new_data(env: Path, sim) -> None:
+    assert elt_flow().outcome == "published"
+    sim.clear_request_log()
+    second = elt_flow()
+    assert second.outcome == "no new data"
+    assert [r.path.rsplit("/", 1)[-1] for r in sim.request_log] == ["status"]
+
+
+def test_quota_guard_refuses_a_run_that_would_exceed_the_daily_budget(
+    env: Path, sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HT_REQUESTS_PER_DAY", "10")
+    Ledger.open(get_settings()).record(6)  # 6 spent; a first run needs 7 (ladder included)
+    sim.clear_request_log()
+    summary = elt_flow()
+    assert summary.outcome.startswith("skipped: daily API budget")
+    assert "next run can start after" in summary.outcome
+    assert sim.request_log == []
+    assert not (env / "archive").exists() or not list((env / "archive").glob("date=*"))
+
+
+def test_a_run_steps_aside_while_another_holds_the_lock(
+    env: Path, sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HT_LOCK_TIMEOUT_S", "0.5")
+    with run_lock(get_settings().state_dir, timeout_s=1, what="a test holding the lock"):
+        summary = elt_flow()
+    assert summary.outcome.startswith("skipped:")
+    assert "a test holding the lock" in summary.outcome
+    assert sim.request_log == []
+
+
+def test_two_overlapping_runs_corrupt_nothing(env: Path, sim) -> None:
+    results: list[str] = []
+
+    def run() -> None:
+        results.append(elt_flow().outcome)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    # One run published; the other waited for the lock, then found the state stored.
+    assert sorted(results) == ["no new data", "published"]
+    settings = get_settings()
+    assert raw_duplicates(settings.build_db_path) == 0
+
+
+def test_a_reader_holding_analytics_open_sees_complete_states_and_blocks_nothing(
+    env: Path, sim
+) -> None:
+    assert elt_flow().outcome == "published"
+    db = get_settings().analytics_db_path
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import duckdb, sys
+                con = duckdb.connect({str(db)!r}, read_only=True)
+                for line in sys.stdin:
+                    snaps = con.execute(
+                        "select count(distinct snapshot_id) from marts.fct_coin_snapshots"
+                    ).fetchone()[0]
+                    about = con.execute("select snapshot_count from marts.about").fetchone()[0]
+                    print(snaps, about, flush=True)
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def ask() -> tuple[int, int]:
+            assert reader.stdin
+            assert reader.stdout
+            reader.stdin.write("?\n")
+            reader.stdin.flush()
+            a, b = reader.stdout.readline().split()
+            return int(a), int(b)
+
+        assert ask() == (1, 1)
+        for n in range(2, 5):
+            sim.advance_to_next_state()
+            assert elt_flow().outcome == "published"  # the open reader blocks no run
+            # The reader keeps its complete, consistent state: facts and metadata agree.
+            assert ask() == (1, 1)
+            fresh = duckdb.connect(str(db), read_only=True)
+            try:
+                assert (
+                    fresh.execute(
+                        "select count(distinct snapshot_id) from marts.fct_coin_snapshots"
+                    ).fetchone()[0]
+                    == n
+                )
+            finally:
+                fresh.close()
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def test_rebuild_after_deleting_the_warehouse_gives_identical_marts(env: Path, sim) -> None:
+    for _ in range(3):
+        assert elt_flow().outcome == "published"
+        sim.advance(__import__("datetime").timedelta(hours=9))  # spread over two days
+    settings = get_settings()
+    before = marts_content(settings.analytics_db_path)
+    assert sum(len(rows) for rows in before.values()) > 0
+    wipe_warehouse(settings)
+    settings.analytics_db_path.unlink()
+    rebuild_flow()
+    after = marts_content(settings.analytics_db_path)
+    assert after.keys() == before.keys()
+    for name in before:
+        assert after[name] == before[name], name
+
+
+def test_a_load_killed_mid_transaction_leaves_no_duplicates(env: Path, sim) -> None:
+    from flows.pipeline import snapshot_flow
+    from flows.warehouse import load_lake
+
+    for _ in range(2):
+        snapshot_flow()
+        sim.advance_to_next_state()
+    script = textwrap.dedent(
+        """
+        import time, flows.warehouse as w
+        real = w._insert
+        def slow_insert(con, table, files, load_id):
+            n = real(con, table, files, load_id)
+            print("inserted", table, n, flush=True)
+            time.sleep(60)
+            return n
+        w._insert = slow_insert
+        from flows.settings import get_settings
+        w.load_lake(get_settings())
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("inserted"), line
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    settings = get_settings()
+    result = load_lake(settings)  # the rerun loads everything, once
+    assert len(result.snapshot_ids) == 2
+    assert raw_duplicates(settings.build_db_path) == 0
+    con = duckdb.connect(str(settings.build_db_path), read_only=True)
+    try:
+        statuses = con.execute("select status from raw._loads order by load_id").fetchall()
+    finally:
+        con.close()
+    assert statuses == [("interrupted",), ("completed",)]
+
+
+def test_a_served_deployment_runs_on_its_schedule(env: Path, sim) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "HT_SCHEDULE_INTERVAL_S": "5",
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    last_run = env / "state" / "last_run.json"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last_run.exists() and json.loads(last_run.read_text())["outcome"] == "published":
+                break
+            time.sleep(1)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert json.loads(last_run.read_text())["outcome"] == "published"
+        assert get_settings().analytics_db_path.exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
