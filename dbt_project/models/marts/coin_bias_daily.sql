@@ -1,0 +1,122 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='snapshot_date',
+        on_schema_change='fail',
+    )
+}}
+
+-- depends_on: {{ ref('stg_hypertracker__snapshots') }}  (read on incremental runs only)
+
+-- Incremental by day: a run rebuilds only the days that received a snapshot since the last
+-- run (delete+insert on snapshot_date), so its cost is one day's snapshots, not the history.
+
+{% if is_incremental() %}
+    {#- The days that received a snapshot since the last run: only these are rebuilt. -#}
+    {%- set rebuild_days = changed_snapshot_dates() -%}
+{% endif %}
+
+with
+
+daily_closes as (
+
+    select * from {{ ref('int_daily_closes') }}
+
+    {% if is_incremental() %}
+        where snapshot_date in {{ rebuild_days }}
+    {% endif %}
+
+),
+
+coin_snapshots as (
+
+    select * from {{ ref('fct_coin_snapshots') }}
+
+    {% if is_incremental() %}
+        where snapshot_date in {{ rebuild_days }}
+    {% endif %}
+
+),
+
+intraday as (
+
+    select
+        snapshot_date,
+        "window",
+        coin,
+        count(*) as present_snapshot_count,
+        min(last_update) as first_seen_at,
+        max(last_update) as last_seen_at,
+        min(bias) as min_bias,
+        max(bias) as max_bias,
+        avg(bias) as mean_bias,
+        min(long_positions_share) as min_long_positions_share,
+        max(long_positions_share) as max_long_positions_share,
+        avg(long_positions_share) as mean_long_positions_share
+
+    from coin_snapshots
+
+    group by snapshot_date, "window", coin
+
+),
+
+closing as (
+
+    select coin_snapshots.*
+
+    from coin_snapshots
+
+    inner join daily_closes
+        on
+            coin_snapshots.snapshot_id = daily_closes.close_snapshot_id
+            and coin_snapshots."window" = daily_closes."window"
+
+),
+
+final as (
+
+    select
+        intraday.snapshot_date,
+        intraday."window",
+        intraday.coin,
+        daily_closes.close_snapshot_id,
+        daily_closes.close_at,
+        daily_closes.snapshot_count,
+        intraday.present_snapshot_count,
+        intraday.first_seen_at,
+        intraday.last_seen_at,
+        closing.snapshot_id is not null as is_present_at_close,
+        coalesce(closing.long_usd, 0) as long_usd,
+        coalesce(closing.short_usd, 0) as short_usd,
+        coalesce(closing.total_usd, 0) as total_usd,
+        coalesce(closing.net_usd, 0) as net_usd,
+        coalesce(closing.long_positions, 0) as long_positions,
+        coalesce(closing.short_positions, 0) as short_positions,
+        coalesce(closing.total_positions, 0) as total_positions,
+        closing.bias,
+        closing.long_positions_share,
+        intraday.min_bias,
+        intraday.max_bias,
+        intraday.mean_bias,
+        intraday.min_long_positions_share,
+        intraday.max_long_positions_share,
+        intraday.mean_long_positions_share,
+        daily_closes._max_load_id
+
+    from intraday
+
+    inner join daily_closes
+        on
+            intraday.snapshot_date = daily_closes.snapshot_date
+            and intraday."window" = daily_closes."window"
+
+    left join closing
+        on
+            intraday.snapshot_date = closing.snapshot_date
+            and intraday."window" = closing."window"
+            and intraday.coin = closing.coin
+
+)
+
+select * from final
