@@ -13,7 +13,7 @@ export PREFECT_HOME ?= $(CURDIR)/data/prefect
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint unit integration serve docs report bench clean
+.PHONY: help install browser demo test lint run serve docs report bench clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,8 +31,17 @@ install: $(VENV)/.synced ## Create or update the locked environment in .venv
 demo: install ## The whole pipeline end to end against the simulated API (no configuration)
 	$(PY) -m flows.cli demo
 
-test: install lint ## Lint, then unit, dbt and integration tests
+test: install lint browser ## Lint, then unit, dbt, integration and browser tests
 	$(PY) -m pytest -q
+
+browser: ## Headless Chromium for the browser tests (Debian's package; needs root or sudo)
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: install ## Run the pipeline once (needs HT_API_TOKEN, see .env.example)
+	$(PY) -m flows.cli run
 
 lint: install ## ruff (Python) and sqlfluff (dbt models)
 	$(VENV)/bin/ruff check flows tests bench

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import snapshot
@@ -194,9 +195,11 @@ def load(settings: Settings) -> LoadResult:
 
 @task(name="dbt build", **TASK_OPTS)
 def transform(settings: Settings) -> DbtOutcome:
-    """``dbt build``: models, seeds, snapshots and tests, each a Prefect task."""
+    """``dbt build``: seeds, models and tests; each node's result becomes an artifact row."""
     outcome = run_dbt(settings, ["build"], in_prefect=True)
     log = get_run_logger()
+    for node in outcome.failures + outcome.warnings:
+        log.warning("dbt %s %s: %s", node["status"], node["name"], node["message"])
     log.info(
         "dbt build: %d models, %d tests, %d warnings, %d failures",
         outcome.count("model"),
@@ -204,9 +207,20 @@ def transform(settings: Settings) -> DbtOutcome:
         len(outcome.warnings),
         len(outcome.failures),
     )
+    create_table_artifact(
+        key="dbt-build-results",
+        table=[
+            {k: node[k] for k in ("resource_type", "name", "status", "seconds", "message")}
+            for node in outcome.results
+        ],
+        description="dbt build: every model, seed and test of this run",
+    )
     if not outcome.success:
         names = ", ".join(f"{f['name']} ({f['status']})" for f in outcome.failures) or "see log"
-        raise RuntimeError(f"dbt build failed: {names}. The last good analytics database was kept.")
+        raise RuntimeError(
+            f"dbt build failed: {names}. Nothing was published: analysts keep the last good "
+            "analytics database. Fix the cause, then run again (the load is kept)."
+        )
     return outcome
 
 

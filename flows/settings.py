@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # --- where things live ------------------------------------------------------------------
     data_dir: Path = Field(PROJECT_ROOT / "data", description="Root of everything written.")
     dbt_project_dir: Path = PROJECT_ROOT / "dbt_project"
+    dbt_node_tasks: bool = Field(
+        False, description="One Prefect task per dbt node (prefect-dbt); 5-6x slower."
+    )
 
     lock_timeout_s: float = Field(
         600.0, ge=0, description="How long a run waits for another run to finish writing."

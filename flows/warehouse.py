@@ -271,8 +271,10 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None)
             try:
                 con.execute("CREATE SCHEMA publish_target.marts")
                 for t in marts:
-                    if modes.get(t) == "append":
-                        glob = str((settings.published_dir / t).resolve() / "*.parquet")
+                    exported = settings.published_dir / t
+                    if modes.get(t) == "append" and any(exported.glob("load_*.parquet")):
+                        # Absolute path: analysts open the file from anywhere.
+                        glob = str(exported.resolve() / "load_*.parquet")
                         con.execute(
                             f"CREATE VIEW publish_target.marts.{t} AS SELECT * FROM "
                             f"read_parquet('{glob}') WHERE _load_id <= {int(watermark)}"
@@ -283,6 +285,7 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None)
                         )
                         copied[t] = con.execute(f"SELECT count(*) FROM marts.{t}").fetchone()[0]  # type: ignore[index]
                 _copy_about(con, watermark)
+                _copy_comments(con, marts)
             finally:
                 con.execute("DETACH publish_target")
         result = PublishResult(target, copied, appended, time.perf_counter() - started)
@@ -291,6 +294,38 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None)
     finally:
         if own:
             con.close()
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _copy_comments(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
+    """Carry dbt's descriptions (persisted as comments) over, so analysts see them in SQL."""
+    for name, kind, comment in con.execute(
+        "SELECT table_name, 'TABLE', comment FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = 'marts' AND comment IS NOT NULL"
+    ).fetchall():
+        target_kind = "VIEW" if _is_view(con, name) else kind
+        con.execute(f"COMMENT ON {target_kind} publish_target.marts.{name} IS {_quote(comment)}")
+    for table, column, comment in con.execute(
+        "SELECT table_name, column_name, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'marts' AND comment IS NOT NULL"
+    ).fetchall():
+        if table in marts:
+            con.execute(
+                f'COMMENT ON COLUMN publish_target.marts.{table}."{column}" IS {_quote(comment)}'
+            )
+
+
+def _is_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE database_name = 'publish_target' "
+            "AND schema_name = 'marts' AND view_name = ?",
+            [name],
+        ).fetchone()[0]  # type: ignore[index]
+    )
 
 
 def _copy_about(con: duckdb.DuckDBPyConnection, watermark: int) -> None:
