@@ -101,6 +101,53 @@ def query(
 
 
 @app.command()
+def report(
+    coin: Annotated[str, typer.Option(help="Coin of the history charts (case-sensitive).")] = "BTC",
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: the newest).")] = None,
+    day: Annotated[str | None, typer.Option(help="A day's close instead (YYYY-MM-DD).")] = None,
+    top: Annotated[
+        int | None, typer.Option(help="Coins on the board (default HT_TOP_COINS).")
+    ] = None,
+    day_over_day_png: Annotated[
+        bool, typer.Option(help="Also write the day-over-day board as a PNG.")
+    ] = False,
+) -> None:
+    """Write the heatmap report (HTML + PNGs) from analytics.duckdb into data/reports/."""
+    import datetime as dt
+
+    from flows.analyst import write_report
+    from flows.analyst.data import ReportDataError
+
+    try:
+        path = write_report(
+            get_settings(),
+            coin=coin,
+            snapshot_id=snapshot,
+            day=dt.date.fromisoformat(day) if day else None,
+            top_n=top,
+            day_over_day_png=day_over_day_png,
+        )
+    except ReportDataError as exc:
+        raise SystemExit(str(exc)) from None
+    console.print(f"report written: [bold]{path}[/]")
+
+
+@app.command()
+def docs(
+    serve: Annotated[bool, typer.Option(help="Serve docs and reports on 127.0.0.1.")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
+) -> None:
+    """Build the dbt docs site (one self-contained page) and optionally serve it."""
+    _offline()
+    from flows.analyst import build_docs, serve_site
+
+    settings = get_settings()
+    console.print(f"docs written: [bold]{build_docs(settings)}[/]")
+    if serve:
+        serve_site(settings, port)
+
+
+@app.command()
 def simulate(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 8765,
     seed: Annotated[int, typer.Option(help="Seed of the simulated market.")] = 7,

@@ -136,7 +136,7 @@ def tour(data_dir: Path, docs: Path, report: Path, seconds: float, console: Cons
   open the report:   {report}
   query the marts:   duckdb -readonly {settings.analytics_db_path}
                      HT_DATA_DIR={data_dir} .venv/bin/python -m flows.cli query \\
-                       "select * from marts.heatmap_latest limit 5"
+                       "select * from marts.heatmap_board_latest limit 5"
   status:            HT_DATA_DIR={data_dir} .venv/bin/python -m flows.cli status
   real data:         put HT_API_TOKEN in .env, then `make run` or `make serve`
 """

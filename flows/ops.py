@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -50,8 +58,16 @@ def build_deployment(settings: Settings | None = None):  # -> RunnerDeployment
 
 
 def serve_forever(*, console: Console) -> None:
-    """Serve the scheduled deployment in this process until stopped (Ctrl-C)."""
+    """Serve the scheduled deployment in this process until stopped (Ctrl-C).
+
+    Prefect's schedules are turned into runs by a server's scheduler, which the temporary
+    in-process API lacks. So with no Prefect server configured (``PREFECT_API_URL`` unset),
+    a local one is started for as long as ``serve`` runs, its database under
+    ``data/prefect``; its UI shows the runs. With ``PREFECT_API_URL`` set (for example to
+    a ``prefect server start`` of your own), that server is used.
+    """
     from prefect import serve
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     settings = get_settings()
     when = (
@@ -59,11 +75,76 @@ def serve_forever(*, console: Console) -> None:
         if settings.schedule_interval_s
         else f"cron '{settings.schedule_cron}' (UTC)"
     )
-    console.print(
-        f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when}; "
-        f"data in {settings.data_dir}. Ctrl-C stops."
-    )
-    serve(build_deployment(settings))
+    with contextlib.ExitStack() as stack:
+        url = get_current_settings().api.url
+        if not url:
+            url = stack.enter_context(local_prefect_server(settings, console))
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+        console.print(
+            f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when}; "
+            f"data in {settings.data_dir}; Prefect API {url}. Ctrl-C stops."
+        )
+        serve(build_deployment(settings))
+
+
+@contextlib.contextmanager
+def local_prefect_server(settings: Settings, console: Console) -> Iterator[str]:
+    """Run ``prefect server start`` on a free loopback port while the block runs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = settings.data_dir / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home)),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log_path = home / "server.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"the local Prefect server stopped at start-up; its log is {log_path}"
+                )
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the local Prefect server did not answer within 180 s; see {log_path}"
+                )
+            time.sleep(0.5)
+        console.print(f"local Prefect server (UI and API) at http://127.0.0.1:{port}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def rebuild_all(*, lake_only: bool, console: Console) -> None:

@@ -30,7 +30,7 @@ from flows.lake import parquet
 from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
 from flows.runlock import RunLocked, run_lock
-from flows.runlog import RunSummary, record_run
+from flows.runlog import RunSummary, largest_bias_moves, record_run
 from flows.settings import Settings, get_settings
 from flows.transform import DbtOutcome, run_dbt
 from flows.warehouse import LoadResult, PublishResult, load_lake, publish, wipe_warehouse
@@ -244,6 +244,19 @@ def publish_task(settings: Settings) -> PublishResult:
     return result
 
 
+@task(name="report", **TASK_OPTS)
+def report_task(settings: Settings) -> Path:
+    """The heatmap report from the new publish: ``reports/latest.html`` plus the day's copy."""
+    from flows.analyst import prune_reports, write_report
+    from flows.analyst.report import keep_day_close
+
+    path = write_report(settings)
+    keep_day_close(settings.reports_dir)
+    prune_reports(settings.reports_dir, keep_days=settings.reports_keep_days)
+    get_run_logger().info("report written: %s", path)
+    return path
+
+
 @flow(name="hypertracker-warehouse")
 def warehouse_flow() -> dict[str, Any]:
     """Lake -> DuckDB -> dbt build -> publish."""
@@ -293,6 +306,12 @@ def elt_flow(force: bool = False) -> RunSummary:
             with summary.step("publish"):
                 summary.publish = publish_task(settings)
             summary.outcome = "published"
+            summary.moves = largest_bias_moves(settings.analytics_db_path)
+            with summary.step("report"):
+                try:
+                    summary.report = str(report_task(settings))
+                except Exception as exc:  # the data is published; a report must not undo that
+                    log.warning("the report could not be written: %s", exc)
     except (QuotaWouldBeExceeded, RunLocked) as exc:
         log.warning("%s", exc)
         summary.outcome = f"skipped: {exc}"

@@ -15,7 +15,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from flows import atomic
 from flows.settings import Settings
@@ -35,6 +38,7 @@ class RunSummary:
     dbt: Any = None
     publish: Any = None
     moves: list[dict[str, Any]] = field(default_factory=list)
+    report: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @contextlib.contextmanager
@@ -117,6 +121,8 @@ class RunSummary:
         pub = d.get("publish") or {}
         if pub:
             lines.append(f"- published `{pub.get('path')}` in {pub.get('seconds', 0):.2f}s")
+        if self.report:
+            lines.append(f"- report: `{self.report}`")
         if self.moves:
             lines += ["", "## Largest day-over-day cohort bias moves", ""]
             lines.append("| coin | window | cohort | bias | change (pp) |")
@@ -127,6 +133,39 @@ class RunSummary:
                     f"{m['bias_change_pp']:+.1f} |"
                 )
         return "\n".join(lines) + "\n"
+
+
+# Moves are only worth a headline where the cohort holds real money on both days.
+MIN_MOVE_USD = 1_000_000
+
+
+def largest_bias_moves(analytics_db: Path, limit: int = 10) -> list[dict[str, Any]]:
+    """The largest day-over-day cohort bias moves of the newest day (window ``all``)."""
+    if not analytics_db.exists():
+        return []
+    con = duckdb.connect(str(analytics_db), read_only=True)
+    try:
+        cur = con.execute(
+            """
+            select d.coin, d."window", c.cohort_name as cohort, d.bias, d.previous_bias,
+                   d.bias_change_pp, d.total_usd
+            from marts.cohort_day_over_day as d
+            inner join marts.dim_cohorts as c on d.segment_id = c.segment_id
+            where d.snapshot_date = (select max(snapshot_date) from marts.cohort_day_over_day)
+              and d."window" = 'all' and d.has_previous_day and d.bias_change_pp is not null
+              and d.total_usd >= ? and d.previous_total_usd >= ?
+            order by abs(d.bias_change_pp) desc, d.coin, d.segment_id
+            limit ?
+            """,
+            [MIN_MOVE_USD, MIN_MOVE_USD, limit],
+        )
+        cols = [c[0] for c in cur.description or []]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    except duckdb.Error as exc:
+        log.warning("could not read the largest bias moves: %s", exc)
+        return []
+    finally:
+        con.close()
 
 
 def record_run(settings: Settings, summary: RunSummary) -> None:

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         None, ge=1, description="Run every N seconds instead of on the cron (tests, trials)."
     )
     top_coins: int = Field(30, ge=1, description="Coins on the heatmap board (by open interest).")
+    reports_keep_days: int = Field(
+        90, ge=1, description="Days of dated reports kept (one report per day, its close)."
+    )
 
     @field_validator("windows", mode="before")
     @classmethod

@@ -72,16 +72,36 @@ def run_dbt(settings: Settings, args: list[str], *, in_prefect: bool = False) ->
     dbt_env(settings)
     project = str(settings.dbt_project_dir)
     full_args = [*args, "--project-dir", project, "--profiles-dir", project]
-    if in_prefect and settings.dbt_node_tasks:
-        from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+    try:
+        if in_prefect and settings.dbt_node_tasks:
+            from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-        runner = PrefectDbtRunner(
-            settings=PrefectDbtSettings(project_dir=Path(project), profiles_dir=Path(project)),
-            raise_on_failure=False,
-        )
-        result = runner.invoke(full_args)
-    else:
-        from dbt.cli.main import dbtRunner
+            runner = PrefectDbtRunner(
+                settings=PrefectDbtSettings(project_dir=Path(project), profiles_dir=Path(project)),
+                raise_on_failure=False,
+            )
+            result = runner.invoke(full_args)
+        else:
+            from dbt.cli.main import dbtRunner
 
-        result = dbtRunner().invoke(full_args)
+            result = dbtRunner().invoke(full_args)
+    finally:
+        release_database()
     return _outcome(result)
+
+
+def release_database() -> None:
+    """Close the DuckDB file dbt-duckdb keeps open after a run (its ``keep_open`` default).
+
+    In a long-lived process (``serve``) that handle would hold ``build.duckdb`` for good:
+    other processes could not open it, and this process could not open it read-only.
+    dbt-duckdb has no public call for it, hence the private attribute, guarded.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - dbt-duckdb is a dependency
+        return
+    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    if env is not None and hasattr(env, "close"):
+        env.close()
+    DuckDBConnectionManager._ENV = None
