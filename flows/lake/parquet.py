@@ -35,8 +35,8 @@ from flows.lake.tables import (
     SNAPSHOTS,
 )
 
-# Floats compress far better split into byte streams; ids and names as dictionaries.
-FLOAT_COLUMNS = ["total_value", "total_long_value", "total_short_value", "bias"]
+# Besides strings and timestamps, the columns whose values repeat a lot.
+DICTIONARY_COLUMNS = frozenset({"bias", "segment_id", "is_known_segment", "http_status"})
 
 
 def _naive(ts: datetime | None) -> datetime | None:
@@ -121,10 +121,19 @@ def segments_table(body: bytes, fetched_at: datetime) -> pa.Table:
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    """Write one lake file atomically (zstd, dictionaries, byte-stream-split floats)."""
-    float_cols = [c for c in FLOAT_COLUMNS if c in table.column_names]
+    """Write one lake file atomically: zstd, with dictionaries where values repeat.
+
+    Measured on simulated snapshots: names, ids, timestamps and the API's 3-decimal ``bias``
+    (at most 1,001 distinct values) shrink most as dictionaries; the USD values are
+    full-precision doubles, for which plain zstd beat byte-stream-split here (342 KB against
+    366 KB for a snapshot's cohort rows).
+    """
     dict_cols = [
-        f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_timestamp(f.type)
+        f.name
+        for f in table.schema
+        if pa.types.is_string(f.type)
+        or pa.types.is_timestamp(f.type)
+        or f.name in DICTIONARY_COLUMNS
     ]
 
     def _write(tmp: Path) -> None:
@@ -134,7 +143,6 @@ def write_table(path: Path, table: pa.Table) -> None:
             compression="zstd",
             compression_level=9,
             use_dictionary=dict_cols,
-            use_byte_stream_split=float_cols or False,
             write_statistics=True,
         )
 
