@@ -25,7 +25,6 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import snapshot
 from flows.hypertracker.client import HyperTrackerClient, StateStatus
-from flows.hypertracker.payload import HeatmapPayload
 from flows.lake import parquet
 from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
@@ -104,15 +103,15 @@ def fetch_windows(
 
 
 @task(name="validate", **TASK_OPTS)
-def validate(archive: RawArchive, fetched: snapshot.FetchedSnapshot) -> dict[str, HeatmapPayload]:
+def validate(archive: RawArchive, fetched: snapshot.FetchedSnapshot) -> snapshot.SnapshotPayloads:
     """Typed parse and row invariants; a bad payload is quarantined and the run fails."""
     return snapshot.validate(archive, fetched, get_run_logger())
 
 
 @task(name="archive", **TASK_OPTS)
 def commit_archive(
-    archive: RawArchive, fetched: snapshot.FetchedSnapshot, payloads: dict[str, HeatmapPayload]
-) -> tuple[SnapshotManifest, dict[str, HeatmapPayload]]:
+    archive: RawArchive, fetched: snapshot.FetchedSnapshot, payloads: snapshot.SnapshotPayloads
+) -> tuple[SnapshotManifest, snapshot.SnapshotPayloads]:
     """Move the whole, valid snapshot into the archive with its manifest (one rename)."""
     manifest, payloads = snapshot.commit(archive, fetched, payloads)
     get_run_logger().info("archived %s", archive.snapshot_dir(manifest.snapshot_id))
@@ -121,7 +120,7 @@ def commit_archive(
 
 @task(name="land in lake", **TASK_OPTS)
 def land(
-    lake_dir: Path, manifest: SnapshotManifest, payloads: dict[str, HeatmapPayload]
+    lake_dir: Path, manifest: SnapshotManifest, payloads: snapshot.SnapshotPayloads
 ) -> dict[str, int]:
     """Normalize into Parquet: one file per table, each renamed into place whole."""
     rows = snapshot.land(lake_dir, manifest, payloads)

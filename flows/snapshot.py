@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,11 +41,26 @@ class FetchedSnapshot:
         return snapshot_id_for(self.state.last_update)
 
 
-@dataclass
-class ValidSnapshot:
-    manifest: SnapshotManifest
-    payloads: dict[str, HeatmapPayload]
-    warnings: list[str] = field(default_factory=list)
+class SnapshotPayloads(Mapping[str, HeatmapPayload]):
+    """The validated windows of one snapshot, by window.
+
+    A plain Mapping, not a dict or dataclass, on purpose: Prefect walks dict and dataclass
+    task arguments item by item, and the ~18,000 rows of a snapshot cost it seconds per task.
+    """
+
+    __slots__ = ("_by_window",)
+
+    def __init__(self, by_window: dict[str, HeatmapPayload]) -> None:
+        self._by_window = by_window
+
+    def __getitem__(self, window: str) -> HeatmapPayload:
+        return self._by_window[window]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_window)
+
+    def __len__(self) -> int:
+        return len(self._by_window)
 
 
 def fetch_windows(
@@ -99,7 +114,7 @@ def fetch_windows(
 
 def validate(
     archive: RawArchive, fetched: FetchedSnapshot, log: logging.Logger | logging.LoggerAdapter
-) -> dict[str, HeatmapPayload]:
+) -> SnapshotPayloads:
     """Parse and check every window; on any failure quarantine the whole fetch and raise."""
     payloads: dict[str, HeatmapPayload] = {}
     errors: list[PayloadError] = []
@@ -140,20 +155,22 @@ def validate(
             )
     for warning in soft_checks(payloads):
         log.warning("soft check: %s", warning)
-    return payloads
+    return SnapshotPayloads(payloads)
 
 
-def parse_archived(archive: RawArchive, manifest: SnapshotManifest) -> dict[str, HeatmapPayload]:
+def parse_archived(archive: RawArchive, manifest: SnapshotManifest) -> SnapshotPayloads:
     """The archived windows of a snapshot, read back (sha256-checked) and parsed again."""
-    return {
-        w: parse_heatmap(archive.read_body(manifest, w), w, manifest.bodies[w].url)
-        for w in manifest.bodies
-    }
+    return SnapshotPayloads(
+        {
+            w: parse_heatmap(archive.read_body(manifest, w), w, manifest.bodies[w].url)
+            for w in manifest.bodies
+        }
+    )
 
 
 def commit(
-    archive: RawArchive, fetched: FetchedSnapshot, payloads: dict[str, HeatmapPayload]
-) -> tuple[SnapshotManifest, dict[str, HeatmapPayload]]:
+    archive: RawArchive, fetched: FetchedSnapshot, payloads: SnapshotPayloads
+) -> tuple[SnapshotManifest, SnapshotPayloads]:
     """Move a valid snapshot into the archive; its manifest and payloads for the lake.
 
     If the archive already holds that state (a forced re-fetch, or the state moved onto
@@ -169,9 +186,7 @@ def commit(
     return manifest, payloads
 
 
-def land(
-    lake_dir: Path, manifest: SnapshotManifest, payloads: dict[str, HeatmapPayload]
-) -> dict[str, int]:
+def land(lake_dir: Path, manifest: SnapshotManifest, payloads: SnapshotPayloads) -> dict[str, int]:
     """Normalize a snapshot into the Parquet lake; rows per table."""
     tables = parquet.snapshot_tables(manifest, payloads)
     parquet.land_snapshot(lake_dir, tables, manifest.snapshot_id)
@@ -212,8 +227,8 @@ class Steps:
 
     read_state: Callable[..., StateStatus]
     fetch_windows: Callable[..., FetchedSnapshot]
-    validate: Callable[..., dict[str, HeatmapPayload]]
-    commit: Callable[..., tuple[SnapshotManifest, dict[str, HeatmapPayload]]]
+    validate: Callable[..., SnapshotPayloads]
+    commit: Callable[..., tuple[SnapshotManifest, SnapshotPayloads]]
     land: Callable[..., dict[str, int]]
 
 
