@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Window = Literal["24h", "7d", "30d", "all"]
 WINDOWS: tuple[Window, ...] = ("24h", "7d", "30d", "all")
@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="HyperTracker API token (Bearer). Never logged or stored."
     )
-    windows: tuple[Window, ...] = Field(
+    # NoDecode: the env value "24h,7d" is split by _split_windows below, not parsed as JSON.
+    windows: Annotated[tuple[Window, ...], NoDecode] = Field(
         WINDOWS, description="Position-age windows fetched per snapshot."
     )
     connect_timeout_s: float = 5.0

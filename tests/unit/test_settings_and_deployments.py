@@ -1,0 +1,59 @@
+"""Settings, deployments and the prefect.yaml: a smoke test that everything imports and builds."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import flows
+from flows.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_module_imports() -> None:
+    for module in pkgutil.walk_packages(flows.__path__, "flows."):
+        if module.name.endswith("__main__"):
+            continue
+        importlib.import_module(module.name)
+
+
+def test_token_is_secret_and_windows_parse_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HT_API_TOKEN", "abc-very-secret-123")
+    monkeypatch.setenv("HT_WINDOWS", "24h, all")
+    settings = Settings()
+    assert settings.windows == ("24h", "all")
+    assert "abc-very-secret-123" not in repr(settings)
+    assert "abc-very-secret-123" not in str(settings.model_dump())
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == "abc-very-secret-123"
+
+
+def test_an_unknown_window_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HT_WINDOWS", "24h,1y")
+    with pytest.raises(ValueError, match="1y"):
+        Settings()
+
+
+def test_prefect_yaml_points_at_the_elt_flow_on_the_default_cron() -> None:
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    module, name = deployment["entrypoint"].split(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+    assert flow.name == "hypertracker-elt"
+    assert deployment["schedules"][0]["cron"] == Settings().schedule_cron
+    assert deployment["concurrency_limit"] == 1
+
+
+def test_env_example_documents_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        if name == "dbt_project_dir":
+            continue
+        assert f"HT_{name.upper()}" in text, name
