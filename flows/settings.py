@@ -129,6 +129,15 @@ class Settings(BaseSettings):
         return self.warehouse_dir / "published"
 
     @cached_property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target/ (manifest, run results, docs) for this data folder.
+
+        Kept per data folder, not in dbt_project/, so that the demo, a real installation and
+        `make docs` never read a manifest another dbt process is writing.
+        """
+        return self.data_dir / "dbt" / "target"
+
+    @cached_property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
 

@@ -71,7 +71,18 @@ def run_dbt(settings: Settings, args: list[str], *, in_prefect: bool = False) ->
     """
     dbt_env(settings)
     project = str(settings.dbt_project_dir)
-    full_args = [*args, "--project-dir", project, "--profiles-dir", project]
+    target = settings.dbt_target_dir
+    full_args = [
+        *args,
+        "--project-dir",
+        project,
+        "--profiles-dir",
+        project,
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(target.parent / "logs"),
+    ]
     try:
         if in_prefect and settings.dbt_node_tasks:
             from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings

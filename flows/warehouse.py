@@ -230,7 +230,7 @@ class PublishResult:
 
 def _mart_publish_modes(settings: Settings) -> dict[str, str]:
     """Each mart's publish mode from dbt's manifest: 'append' for meta.publish, else 'copy'."""
-    manifest = settings.dbt_project_dir / "target" / "manifest.json"
+    manifest = settings.dbt_target_dir / "manifest.json"
     modes: dict[str, str] = {}
     if manifest.exists():
         nodes = json.loads(manifest.read_bytes())["nodes"].values()

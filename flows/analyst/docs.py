@@ -1,7 +1,7 @@
 """The warehouse's docs site: dbt's static docs page, made safe to open offline.
 
-``dbt docs generate --static`` writes ``target/static_index.html``: one file with the
-manifest and catalog inlined, no server needed. Two things in it would reach out or fail
+``dbt docs generate --static`` writes ``static_index.html`` into the target folder: one file,
+with the manifest and catalog inlined, no server needed. Two things in it would reach out or fail
 offline, and are fixed in the copy:
 
 - its favicon link is an unrendered template (``${require(...)}``) that the browser
@@ -65,7 +65,7 @@ def build_docs(settings: Settings, *, lock: bool = True, out_dir: Path | None = 
             outcome = run_dbt(settings, ["docs", "generate", "--static"], in_prefect=False)
     else:
         outcome = run_dbt(settings, ["docs", "generate", "--static"], in_prefect=False)
-    page = settings.dbt_project_dir / "target" / "static_index.html"
+    page = settings.dbt_target_dir / "static_index.html"
     if not outcome.success or not page.exists():
         raise DocsError(
             f"`dbt docs generate --static` failed (see {settings.dbt_project_dir / 'logs'}); "

@@ -35,8 +35,10 @@ def test_token_is_in_no_file_log_or_artifact(
     env: Path, sim, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    logging.getLogger("httpx").setLevel(logging.DEBUG)  # the noisiest logger, at its noisiest
-    logging.getLogger("httpcore").setLevel(logging.DEBUG)
+    noisy = [logging.getLogger(name) for name in ("httpx", "httpcore")]
+    levels = [logger.level for logger in noisy]
+    for logger in noisy:  # the noisiest loggers, at their noisiest
+        logger.setLevel(logging.DEBUG)
     try:
         # A full run (snapshot, load, dbt build, publish, run report) ...
         summary = elt_flow()
@@ -51,8 +53,8 @@ def test_token_is_in_no_file_log_or_artifact(
         sim.inject(Fault("rate_limit", path="heatmap", window="7d", retry_after=0))
         assert elt_flow().outcome == "published"
     finally:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("httpcore").setLevel(logging.WARNING)
+        for logger, level in zip(noisy, levels, strict=True):
+            logger.setLevel(level)
 
     needle = SIM_TOKEN.encode()
     settings = get_settings()
