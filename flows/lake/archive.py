@@ -58,6 +58,11 @@ def snapshot_id_for(last_update: datetime) -> str:
     return ts.strftime("%Y%m%dT%H%M%S") + f"{ts.microsecond // 1000:03d}Z"
 
 
+def day_of(snapshot_id: str) -> str:
+    """The UTC date (``YYYY-MM-DD``) of a snapshot id: the partition folders' key."""
+    return f"{snapshot_id[0:4]}-{snapshot_id[4:6]}-{snapshot_id[6:8]}"
+
+
 def new_fetch_id(now: datetime | None = None) -> str:
     """A unique name for one fetch attempt (wall-clock based: it names work, not data)."""
     now = now or utc_now()
@@ -221,8 +226,7 @@ class RawArchive:
         return IncomingFetch(self, fetch_id or new_fetch_id())
 
     def snapshot_dir(self, snapshot_id: str) -> Path:
-        day = f"{snapshot_id[0:4]}-{snapshot_id[4:6]}-{snapshot_id[6:8]}"
-        return self.root / f"date={day}" / f"snapshot_id={snapshot_id}"
+        return self.root / f"date={day_of(snapshot_id)}" / f"snapshot_id={snapshot_id}"
 
     def has_snapshot(self, snapshot_id: str) -> bool:
         return (self.snapshot_dir(snapshot_id) / MANIFEST).exists()

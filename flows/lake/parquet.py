@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from flows import atomic
 from flows.hypertracker.payload import HeatmapPayload
-from flows.lake.archive import SnapshotManifest, parse_iso, snapshot_id_for
+from flows.lake.archive import SnapshotManifest, day_of, parse_iso, snapshot_id_for
 from flows.lake.tables import (
     HEATMAP_COHORTS,
     HEATMAP_COINS,
@@ -44,8 +44,7 @@ def _naive(ts: datetime | None) -> datetime | None:
 
 
 def lake_path(lake_dir: Path, table: str, key: str) -> Path:
-    day = f"{key[0:4]}-{key[4:6]}-{key[6:8]}"
-    return lake_dir / table / f"date={day}" / f"{key}.parquet"
+    return lake_dir / table / f"date={day_of(key)}" / f"{key}.parquet"
 
 
 def snapshot_tables(
