@@ -24,8 +24,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flows.settings import get_settings
 
-log = logging.getLogger(__name__)
-
 
 def demo_environment(base_url: str, token: str, data_dir: Path) -> None:
     """Point every flow of this process at the simulator and the demo's data folder."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -266,11 +265,3 @@ class RawArchive:
         for _, record in self.segment_fetches():
             newest = record.fetched_at
         return parse_iso(newest)
-
-    def discard_empty_incoming(self) -> None:
-        """Remove incoming folders that hold nothing (a crash before the first body)."""
-        if not self.incoming_dir.exists():
-            return
-        for child in self.incoming_dir.iterdir():
-            if child.is_dir() and not any(child.iterdir()):
-                shutil.rmtree(child)
