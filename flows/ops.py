@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -24,8 +25,11 @@ DEPLOYMENT_NAME = "scheduled"
 
 
 def run_once(*, force: bool, console: Console) -> int:
-    """One ELT run; prints its report. Exit code 0 unless the run failed."""
-    from flows.pipeline import elt_flow
+    """One ELT run, then the report when it published; prints the run's report.
+
+    Exit code 0 unless the run failed.
+    """
+    from flows.pipeline import elt_flow, report_flow
 
     try:
         summary = elt_flow(force=force)
@@ -36,7 +40,18 @@ def run_once(*, force: bool, console: Console) -> int:
             console.print(f"the run report is in {last}")
         return 1
     console.print(summary.to_markdown())
+    if summary.outcome == "published":
+        try:
+            console.print(f"heatmap report: {report_flow()}")
+        except Exception as exc:  # the data is published; a report must not undo that
+            console.print(f"[yellow]the heatmap report could not be written[/]: {exc}")
     return 0
+
+
+def _when(settings: Settings, cron: str) -> dict[str, Any]:
+    if settings.schedule_interval_s:
+        return {"interval": settings.schedule_interval_s}
+    return {"cron": cron}
 
 
 def build_deployment(settings: Settings | None = None):  # -> RunnerDeployment
@@ -44,21 +59,29 @@ def build_deployment(settings: Settings | None = None):  # -> RunnerDeployment
     from flows.pipeline import elt_flow
 
     settings = settings or get_settings()
-    when = (
-        {"interval": settings.schedule_interval_s}
-        if settings.schedule_interval_s
-        else {"cron": settings.schedule_cron}
-    )
     return elt_flow.to_deployment(
         name=DEPLOYMENT_NAME,
-        **when,
+        **_when(settings, settings.schedule_cron),
         description="HyperTracker heatmap snapshot -> lake -> DuckDB -> dbt -> publish",
         tags=["hypertracker"],
     )
 
 
+def build_report_deployment(settings: Settings | None = None):  # -> RunnerDeployment
+    """The heatmap report on its own schedule (``serve`` runs it beside the ELT runs)."""
+    from flows.pipeline import report_flow
+
+    settings = settings or get_settings()
+    return report_flow.to_deployment(
+        name=DEPLOYMENT_NAME,
+        **_when(settings, settings.report_cron),
+        description="The heatmap report from the newest analytics.duckdb",
+        tags=["hypertracker"],
+    )
+
+
 def serve_forever(*, console: Console) -> None:
-    """Serve the scheduled deployment in this process until stopped (Ctrl-C).
+    """Serve the scheduled deployments (ELT and report) in this process until stopped.
 
     Prefect's schedules are turned into runs by a server's scheduler, which the temporary
     in-process API lacks. So with no Prefect server configured (``PREFECT_API_URL`` unset),
@@ -80,11 +103,13 @@ def serve_forever(*, console: Console) -> None:
         if not url:
             url = stack.enter_context(local_prefect_server(settings, console))
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+        report_when = when if settings.schedule_interval_s else f"cron '{settings.report_cron}'"
         console.print(
-            f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when}; "
+            f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when} and "
+            f"[bold]hypertracker-report/{DEPLOYMENT_NAME}[/] on {report_when}; "
             f"data in {settings.data_dir}; Prefect API {url}. Ctrl-C stops."
         )
-        serve(build_deployment(settings))
+        serve(build_deployment(settings), build_report_deployment(settings))
 
 
 @contextlib.contextmanager

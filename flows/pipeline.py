@@ -3,6 +3,7 @@
     snapshot   state -> four windows -> validate -> archive -> lake
     warehouse  lake -> DuckDB raw -> dbt build -> publish analytics.duckdb
     elt        snapshot, then warehouse (what the schedule runs)
+    report     analytics.duckdb -> the heatmap report (on its own, slower schedule)
     rebuild    archive -> lake -> warehouse, from the raw archive alone
 
 Task results are never persisted (``persist_result=False``): the bodies they pass around
@@ -243,17 +244,33 @@ def publish_task(settings: Settings) -> PublishResult:
     return result
 
 
-@task(name="report", **TASK_OPTS)
-def report_task(settings: Settings) -> Path:
-    """The heatmap report from the new publish: ``reports/latest.html`` plus the day's copy."""
+@flow(name="hypertracker-report")
+def report_flow() -> str:
+    """The heatmap report from the newest publish: ``reports/latest.html`` plus the day's copy.
+
+    Its own schedule, apart from the ELT run: rendering the PNGs takes several seconds of
+    CPU, and a run's job is to get the new snapshot into analysts' hands, not to draw it.
+    A report that already shows the newest published snapshot is not drawn again.
+    """
     from flows.analyst import prune_reports, write_report
+    from flows.analyst.data import connect, latest_snapshot
     from flows.analyst.report import keep_day_close
 
+    settings = get_settings()
+    log = get_run_logger()
+    if not settings.analytics_db_path.exists():
+        log.warning("nothing published yet (%s): no report", settings.analytics_db_path)
+        return "nothing published yet"
+    with connect(settings.analytics_db_path) as con:
+        newest_id, as_of = latest_snapshot(con)
+    if (settings.reports_dir / f"{as_of:%Y-%m-%d}" / f"{newest_id}.html").exists():
+        log.info("the report already shows the newest snapshot %s", newest_id)
+        return "up to date"
     path = write_report(settings)
     keep_day_close(settings.reports_dir)
     prune_reports(settings.reports_dir, keep_days=settings.reports_keep_days)
-    get_run_logger().info("report written: %s", path)
-    return path
+    log.info("report written: %s", path)
+    return str(path)
 
 
 @flow(name="hypertracker-warehouse")
@@ -306,11 +323,6 @@ def elt_flow(force: bool = False) -> RunSummary:
                 summary.publish = publish_task(settings)
             summary.outcome = "published"
             summary.moves = largest_bias_moves(settings.analytics_db_path)
-            with summary.step("report"):
-                try:
-                    summary.report = str(report_task(settings))
-                except Exception as exc:  # the data is published; a report must not undo that
-                    log.warning("the report could not be written: %s", exc)
     except (QuotaWouldBeExceeded, RunLocked) as exc:
         log.warning("%s", exc)
         summary.outcome = f"skipped: {exc}"

@@ -38,7 +38,6 @@ class RunSummary:
     dbt: Any = None
     publish: Any = None
     moves: list[dict[str, Any]] = field(default_factory=list)
-    report: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @contextlib.contextmanager
@@ -121,8 +120,6 @@ class RunSummary:
         pub = d.get("publish") or {}
         if pub:
             lines.append(f"- published `{pub.get('path')}` in {pub.get('seconds', 0):.2f}s")
-        if self.report:
-            lines.append(f"- report: `{self.report}`")
         if self.moves:
             lines += ["", "## Largest day-over-day cohort bias moves", ""]
             lines.append("| coin | window | cohort | bias | change (pp) |")

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     schedule_interval_s: int | None = Field(
         None, ge=1, description="Run every N seconds instead of on the cron (tests, trials)."
     )
+    report_cron: str = Field(
+        "5 * * * *",
+        description="When `serve` draws the heatmap report (UTC): apart from the ELT runs, "
+        "so drawing never delays a snapshot. With HT_SCHEDULE_INTERVAL_S it follows that.",
+    )
     top_coins: int = Field(30, ge=1, description="Coins on the heatmap board (by open interest).")
     reports_keep_days: int = Field(
         90, ge=1, description="Days of dated reports kept (one report per day, its close)."

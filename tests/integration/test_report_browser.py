@@ -387,3 +387,35 @@ def test_docs_site_works_offline(site: Path, browser, tmp_path: Path) -> None:
         shot(page, tmp_path, "docs-model")
     assert not recorder.errors, recorder.errors
     assert not recorder.outside(), recorder.outside()
+
+
+def test_the_report_flow_draws_each_published_snapshot_once(
+    demo_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.pipeline import report_flow
+
+    # A data folder of its own holding the demo's analytics file (its views point at the
+    # demo's published Parquet by absolute path), so the demo folder stays read-only.
+    data = tmp_path / "data"
+    target = get_settings(data_dir=data).analytics_db_path
+    target.parent.mkdir(parents=True)
+    shutil.copy(get_settings(data_dir=demo_warehouse).analytics_db_path, target)
+    monkeypatch.setenv("HT_DATA_DIR", str(data))
+
+    first = Path(report_flow())
+    assert first.name == "latest.html"
+    assert first.parent == data / "reports"
+    dated = list((data / "reports").glob("*/*.html"))
+    assert len(dated) == 1
+    assert report_flow() == "up to date"
+    assert list((data / "reports").glob("*/*.html")) == dated
+
+
+def test_the_report_flow_waits_for_a_first_publish(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.pipeline import report_flow
+
+    monkeypatch.setenv("HT_DATA_DIR", str(tmp_path / "empty"))
+    assert report_flow() == "nothing published yet"
+    assert not (tmp_path / "empty" / "reports").exists()

@@ -41,14 +41,20 @@ def test_an_unknown_window_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_prefect_yaml_points_at_the_elt_flow_on_the_default_cron() -> None:
+def test_prefect_yaml_points_at_the_flows_on_the_default_crons() -> None:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    (deployment,) = spec["deployments"]
-    module, name = deployment["entrypoint"].split(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
-    assert flow.name == "hypertracker-elt"
-    assert deployment["schedules"][0]["cron"] == Settings().schedule_cron
-    assert deployment["concurrency_limit"] == 1
+    settings = Settings()
+    crons = {
+        "hypertracker-elt": settings.schedule_cron,
+        "hypertracker-report": settings.report_cron,
+    }
+    for deployment in spec["deployments"]:
+        module, name = deployment["entrypoint"].split(":")
+        module = module.removesuffix(".py").replace("/", ".")
+        flow = getattr(importlib.import_module(module), name)
+        assert deployment["schedules"][0]["cron"] == crons.pop(flow.name)
+        assert deployment["concurrency_limit"] == 1
+    assert not crons, f"no deployment in prefect.yaml for {sorted(crons)}"
 
 
 def test_env_example_documents_every_setting() -> None:
@@ -57,3 +63,18 @@ def test_env_example_documents_every_setting() -> None:
         if name == "dbt_project_dir":
             continue
         assert f"HT_{name.upper()}" in text, name
+
+
+def test_the_report_has_its_own_deployment_off_the_elt_schedule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.ops import build_report_deployment
+
+    monkeypatch.setenv("HT_REPORT_CRON", "5 * * * *")
+    deployment = build_report_deployment()
+    assert deployment.flow_name == "hypertracker-report"
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "5 * * * *"
+    monkeypatch.setenv("HT_SCHEDULE_INTERVAL_S", "5")
+    (schedule,) = build_report_deployment().schedules
+    assert schedule.schedule.interval.total_seconds() == 5
