@@ -1,18 +1,20 @@
 """The load path against its floor: raw JSON -> typed tables in DuckDB, 100 payloads.
 
 The input is the first N snapshots (4 windows each) of the bench's archive, written out as
-plain JSON files (``json/<snapshot_id>/<window>.json``) and as archive folders. Variants,
-each run in a fresh child process (``python -m bench.loadpath VARIANT INPUT WORK OUT``):
+plain JSON files (``json/<snapshot_id>/<window>.json``) and as archive folders (zstd bodies
+and manifests, as the production archive keeps them). Variants, each run in a fresh child
+process (``python -m bench.loadpath VARIANT INPUT WORK OUT``):
 
-- ``floor``: DuckDB alone. ``read_json`` of the JSON files with an explicit schema, unnested
-  in SQL into the same two tables the lake has (coins, cohorts), in one DuckDB file.
-- ``live``: our live path after the fetch: each body validated (``parse_heatmap``: pydantic
-  + invariants), landed in the Parquet lake (``flows.snapshot.land``), then one
-  ``load_lake`` into a fresh DuckDB file.
-- ``live_unvalidated``: the same with validation skipped: ``orjson.loads`` straight into
-  ``HeatmapPayload`` (what the lake writer would get if validation cost nothing).
-- ``rebuild``: what ``ht rebuild`` does per snapshot: ``rebuild_lake`` (read the zstd
-  archive, check sha256, validate again, land), then ``load_lake``.
+- ``floor``: DuckDB alone. ``read_json`` of the plain JSON files with an explicit schema,
+  unnested in SQL into the same two tables the lake has (coins, cohorts), in one DuckDB file.
+- ``bulk``: ours, as a rebuild or a backfill runs it: the archived zstd bodies, typed and
+  checked in DuckDB (every row invariant) in batches (``snapshot.archived_rows``), landed as
+  Parquet (``snapshot.land``), then one ``load_lake`` into a fresh DuckDB file.
+- ``rebuild``: ``rebuild_lake`` itself: ``bulk`` plus the sha256 of every body checked
+  against its manifest (in a thread beside DuckDB), then ``load_lake``.
+- ``live``: what a scheduled run does after the fetch, one snapshot at a time: each body's
+  JSON types against the contract (``structure_problems``), the row invariants and the
+  relations across windows (``normalise``), landing, then one ``load_lake``.
 
 Every variant reports its phases, its row counts (they must agree) and its wall time,
 excluding interpreter start and imports; the parent takes the process's peak RSS.
@@ -28,7 +30,7 @@ from typing import Any
 
 from bench.common import WINDOWS, write_json
 
-VARIANTS = ("floor", "live", "live_unvalidated", "rebuild")
+VARIANTS = ("floor", "bulk", "rebuild", "live")
 
 
 def prepare_input(archive_root: Path, target: Path, snapshots: int) -> dict[str, Any]:
@@ -119,38 +121,75 @@ def floor(inp: Path, work: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ our paths
 
 
-def live(inp: Path, work: Path, *, validate: bool) -> dict[str, Any]:
-    """Bodies (already fetched) -> validate -> lake -> DuckDB, as the live run does."""
-    import orjson
-
-    from flows import snapshot
-    from flows.hypertracker.payload import HeatmapPayload, parse_heatmap
+def _manifests(inp: Path) -> list[Any]:
     from flows.lake.archive import SnapshotManifest
+
+    return [
+        SnapshotManifest.from_json(p.read_bytes())
+        for p in sorted((inp / "archive").glob("date=*/snapshot_id=*/manifest.json"))
+    ]
+
+
+def bulk(inp: Path, work: Path) -> dict[str, Any]:
+    """Archived bodies -> DuckDB checks and types, in batches -> lake -> ``load_lake``."""
+    from flows import snapshot
+    from flows.pipeline import REBUILD_BATCH, archive_for
     from flows.settings import get_settings
     from flows.warehouse import load_lake
 
-    settings = get_settings(data_dir=work / "data")
-    phases = {"read": 0.0, "validate" if validate else "parse": 0.0, "land": 0.0, "load": 0.0}
+    data = work / "data"
+    shutil.copytree(inp / "archive", data / "archive")
+    settings = get_settings(data_dir=data)
+    archive = archive_for(settings)
+    phases = {"check and type": 0.0, "land": 0.0, "load": 0.0}
     t0 = time.perf_counter()
-    for manifest_path in sorted((inp / "archive").glob("date=*/snapshot_id=*/manifest.json")):
+    manifests = _manifests(data)
+    for start in range(0, len(manifests), REBUILD_BATCH):
+        batch = manifests[start : start + REBUILD_BATCH]
         t = time.perf_counter()
-        manifest = SnapshotManifest.from_json(manifest_path.read_bytes())
-        bodies = {
-            w: (inp / "json" / manifest.snapshot_id / f"{w}.json").read_bytes() for w in WINDOWS
-        }
-        phases["read"] += time.perf_counter() - t
+        rows = snapshot.archived_rows(archive, batch)
+        phases["check and type"] += time.perf_counter() - t
         t = time.perf_counter()
-        if validate:
-            payloads = {w: parse_heatmap(b, w, manifest.bodies[w].url) for w, b in bodies.items()}
-            phases["validate"] += time.perf_counter() - t
-        else:
-            payloads = {
-                w: HeatmapPayload(w, manifest.bodies[w].url, orjson.loads(b)["heatmap"])
-                for w, b in bodies.items()
-            }
-            phases["parse"] += time.perf_counter() - t
+        for manifest in batch:
+            snapshot.land(settings.lake_dir, manifest, rows[manifest.snapshot_id])
+        phases["land"] += time.perf_counter() - t
+    t = time.perf_counter()
+    result = load_lake(settings)
+    phases["load"] = time.perf_counter() - t
+    return {"seconds": time.perf_counter() - t0, "phases": phases, "rows": result.rows}
+
+
+def live(inp: Path, work: Path) -> dict[str, Any]:
+    """One snapshot at a time, as the scheduled run checks and lands it, then one load."""
+    from flows import snapshot
+    from flows.lake.normalise import body_files, normalise, structure_problems
+    from flows.pipeline import archive_for
+    from flows.settings import get_settings
+    from flows.warehouse import load_lake
+
+    data = work / "data"
+    shutil.copytree(inp / "archive", data / "archive")
+    settings = get_settings(data_dir=data)
+    archive = archive_for(settings)
+    phases = {"JSON types": 0.0, "check and type": 0.0, "land": 0.0, "load": 0.0}
+    t0 = time.perf_counter()
+    for manifest in _manifests(data):
+        folder = archive.snapshot_dir(manifest.snapshot_id)
+        paths = {w: folder / r.file for w, r in manifest.bodies.items()}
         t = time.perf_counter()
-        snapshot.land(settings.lake_dir, manifest, payloads)
+        structure = structure_problems(paths)
+        phases["JSON types"] += time.perf_counter() - t
+        t = time.perf_counter()
+        checked = normalise(body_files(manifest.snapshot_id, manifest.last_update_dt, paths))
+        phases["check and type"] += time.perf_counter() - t
+        if checked.problems or any(problems for problems, _ in structure.values()):
+            raise SystemExit(f"{manifest.snapshot_id} failed its checks: {checked.problems}")
+        t = time.perf_counter()
+        snapshot.land(
+            settings.lake_dir,
+            manifest,
+            snapshot.SnapshotRows(checked.rows_of(manifest.snapshot_id)),
+        )
         phases["land"] += time.perf_counter() - t
     t = time.perf_counter()
     result = load_lake(settings)
@@ -174,7 +213,7 @@ def rebuild(inp: Path, work: Path) -> dict[str, Any]:
     done = time.perf_counter()
     return {
         "seconds": done - t0,
-        "phases": {"archive -> validate -> lake": t - t0, "load": done - t},
+        "phases": {"archive -> sha256, check, type -> lake": t - t0, "load": done - t},
         "rows": result.rows,
     }
 
@@ -185,10 +224,10 @@ def main(variant: str, inp: Path, work: Path, out: Path) -> None:
     work.mkdir(parents=True)
     if variant == "floor":
         result = floor(inp, work)
+    elif variant == "bulk":
+        result = bulk(inp, work)
     elif variant == "live":
-        result = live(inp, work, validate=True)
-    elif variant == "live_unvalidated":
-        result = live(inp, work, validate=False)
+        result = live(inp, work)
     elif variant == "rebuild":
         result = rebuild(inp, work)
     else:

@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
+
 from flows.hypertracker.client import Fetched, HyperTrackerClient, StateStatus
 from flows.hypertracker.errors import HyperTrackerError, PayloadError
-from flows.hypertracker.payload import HeatmapPayload, parse_heatmap, soft_checks
+from flows.hypertracker.payload import parse_heatmap
 from flows.lake import parquet
 from flows.lake.archive import IncomingFetch, RawArchive, SnapshotManifest, snapshot_id_for
+from flows.lake.normalise import body_files, normalise, structure_problems
 from flows.settings import Settings
 
 
@@ -41,26 +45,26 @@ class FetchedSnapshot:
         return snapshot_id_for(self.state.last_update)
 
 
-class SnapshotPayloads(Mapping[str, HeatmapPayload]):
-    """The validated windows of one snapshot, by window.
+class SnapshotRows(Mapping[str, pa.Table]):
+    """A checked snapshot's rows for the lake, by table (``heatmap_coins``, ``heatmap_cohorts``).
 
     A plain Mapping, not a dict or dataclass, on purpose: Prefect walks dict and dataclass
-    task arguments item by item, and the ~18,000 rows of a snapshot cost it seconds per task.
+    task arguments item by item, which costs seconds per task for a snapshot's rows.
     """
 
-    __slots__ = ("_by_window",)
+    __slots__ = ("_by_table",)
 
-    def __init__(self, by_window: dict[str, HeatmapPayload]) -> None:
-        self._by_window = by_window
+    def __init__(self, by_table: dict[str, pa.Table]) -> None:
+        self._by_table = by_table
 
-    def __getitem__(self, window: str) -> HeatmapPayload:
-        return self._by_window[window]
+    def __getitem__(self, table: str) -> pa.Table:
+        return self._by_table[table]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._by_window)
+        return iter(self._by_table)
 
     def __len__(self) -> int:
-        return len(self._by_window)
+        return len(self._by_table)
 
 
 def fetch_windows(
@@ -114,16 +118,38 @@ def fetch_windows(
 
 def validate(
     archive: RawArchive, fetched: FetchedSnapshot, log: logging.Logger | logging.LoggerAdapter
-) -> SnapshotPayloads:
-    """Parse and check every window; on any failure quarantine the whole fetch and raise."""
-    payloads: dict[str, HeatmapPayload] = {}
-    errors: list[PayloadError] = []
-    for window, body in fetched.bodies.items():
-        try:
-            payloads[window] = parse_heatmap(body.body, window, body.url)
-        except PayloadError as exc:
-            errors.append(exc)
-    if errors:
+) -> SnapshotRows:
+    """Check every window and type its rows; on any failure quarantine the fetch and raise.
+
+    The checks run in DuckDB over the bodies as stored in ``_incoming`` (JSON types against
+    the contract, then every row invariant). A window they flag is parsed again by the strict
+    validator, whose reasons name JSON paths; a body is accepted only if neither objects.
+    """
+    paths = {w: fetched.fetch.path / f"{w}.json.zst" for w in fetched.bodies}
+    flagged: dict[str, list[str]] = {}
+    drift: dict[str, list[str]] = {}
+    rows: SnapshotRows | None = None
+    try:
+        for window, (problems, extra) in structure_problems(paths).items():
+            if problems:
+                flagged[window] = problems
+            if extra:
+                drift[window] = extra
+        checked = normalise(body_files(fetched.snapshot_id, fetched.state.last_update, paths))
+    except duckdb.Error as exc:
+        # One unreadable body fails the whole pass: the strict validator finds which.
+        errors = [e for w in sorted(paths) if (e := _strict_error(fetched.bodies[w], w))]
+        reason = f"$: could not be read as a heatmap ({str(exc).splitlines()[0]})"
+        errors = errors or [PayloadError(w, fetched.bodies[w].url, [reason]) for w in paths]
+    else:
+        for (_, window), problems in checked.problems.items():
+            flagged.setdefault(window, []).extend(problems)
+        rows = SnapshotRows(checked.rows_of(fetched.snapshot_id))
+        errors = [
+            _strict_error(fetched.bodies[w], w) or PayloadError(w, fetched.bodies[w].url, reasons)
+            for w, reasons in sorted(flagged.items())
+        ]
+    if errors or rows is None:
         where = archive.quarantine(
             fetched.fetch,
             {
@@ -140,38 +166,77 @@ def validate(
             first.url,
             [*first.reasons, f"the payload is quarantined in {where}; earlier data is intact"],
         )
-    for payload in payloads.values():
-        if payload.unknown_segment_ids:
-            log.warning(
-                "window %s: unknown segment ids %s kept and flagged (is_known_segment = false)",
-                payload.window,
-                sorted(payload.unknown_segment_ids),
-            )
-        if payload.extra_fields:
-            log.warning(
-                "window %s: schema drift, new fields %s (kept in the raw archive)",
-                payload.window,
-                sorted(payload.extra_fields),
-            )
-    for warning in soft_checks(payloads):
+    for (_, window), ids in sorted(checked.unknown_segment_ids.items()):
+        log.warning(
+            "window %s: unknown segment ids %s kept and flagged (is_known_segment = false)",
+            window,
+            ids,
+        )
+    for window, fields in sorted(drift.items()):
+        log.warning(
+            "window %s: schema drift, new fields %s (kept in the raw archive)", window, fields
+        )
+    for warning in checked.warnings.get(fetched.snapshot_id, []):
         log.warning("soft check: %s", warning)
-    return SnapshotPayloads(payloads)
+    return rows
 
 
-def parse_archived(archive: RawArchive, manifest: SnapshotManifest) -> SnapshotPayloads:
-    """The archived windows of a snapshot, read back (sha256-checked) and parsed again."""
-    return SnapshotPayloads(
-        {
-            w: parse_heatmap(archive.read_body(manifest, w), w, manifest.bodies[w].url)
-            for w in manifest.bodies
-        }
-    )
+def _strict_error(fetched: Fetched, window: str) -> PayloadError | None:
+    """The strict validator's account of a body (reasons with JSON paths), if it objects.
+
+    A body the DuckDB checks flagged but this finds nothing wrong with is kept out all the
+    same, with the checks' reasons (the caller's ``or``).
+    """
+    try:
+        parse_heatmap(fetched.body, window, fetched.url)
+    except PayloadError as exc:
+        return exc
+    return None
+
+
+def archived_rows(
+    archive: RawArchive, manifests: Sequence[SnapshotManifest]
+) -> dict[str, SnapshotRows]:
+    """The lake rows of archived snapshots, typed and checked again in one DuckDB pass.
+
+    Raises ValueError naming the snapshot when an archived body no longer passes: the
+    archive holds only bodies that passed when they were fetched, so that means damage.
+    """
+    files = [
+        f
+        for m in manifests
+        for f in body_files(
+            m.snapshot_id,
+            m.last_update_dt,
+            {w: archive.snapshot_dir(m.snapshot_id) / r.file for w, r in m.bodies.items()},
+        )
+    ]
+    try:
+        checked = normalise(files, checks_across_windows=False)
+    except duckdb.Error as exc:
+        if len(manifests) > 1:  # find the one that cannot be read, and name it
+            for m in manifests:
+                archived_rows(archive, [m])
+        raise ValueError(
+            f"archive damaged: snapshot {manifests[0].snapshot_id} in "
+            f"{archive.snapshot_dir(manifests[0].snapshot_id)} cannot be read as heatmaps "
+            f"({str(exc).splitlines()[0]}); restore it from a backup, or move it out of the "
+            "archive, then rebuild again"
+        ) from None
+    if checked.problems:
+        (sid, window), reasons = next(iter(sorted(checked.problems.items())))
+        raise ValueError(
+            f"archive damaged: snapshot {sid} window {window} in {archive.snapshot_dir(sid)} "
+            f"fails the checks it passed when fetched: {'; '.join(reasons[:3])}. Restore it "
+            "from a backup, or move it out of the archive, then rebuild again"
+        )
+    return {m.snapshot_id: SnapshotRows(checked.rows_of(m.snapshot_id)) for m in manifests}
 
 
 def commit(
-    archive: RawArchive, fetched: FetchedSnapshot, payloads: SnapshotPayloads
-) -> tuple[SnapshotManifest, SnapshotPayloads]:
-    """Move a valid snapshot into the archive; its manifest and payloads for the lake.
+    archive: RawArchive, fetched: FetchedSnapshot, rows: SnapshotRows
+) -> tuple[SnapshotManifest, SnapshotRows]:
+    """Move a valid snapshot into the archive; its manifest and rows for the lake.
 
     If the archive already holds that state (a forced re-fetch, or the state moved onto
     one already stored), the archive keeps its first copy and this fetch is set aside.
@@ -179,16 +244,16 @@ def commit(
     if archive.has_snapshot(fetched.snapshot_id):
         archive.set_aside_partial(fetched.fetch, {"reason": "state already archived"})
         manifest = archive.manifest(fetched.snapshot_id)
-        return manifest, parse_archived(archive, manifest)
+        return manifest, archived_rows(archive, [manifest])[manifest.snapshot_id]
     manifest = fetched.fetch.commit_snapshot(
         last_update=fetched.state.last_update, next_update=fetched.state.next_update
     )
-    return manifest, payloads
+    return manifest, rows
 
 
-def land(lake_dir: Path, manifest: SnapshotManifest, payloads: SnapshotPayloads) -> dict[str, int]:
-    """Normalize a snapshot into the Parquet lake; rows per table."""
-    tables = parquet.snapshot_tables(manifest, payloads)
+def land(lake_dir: Path, manifest: SnapshotManifest, rows: SnapshotRows) -> dict[str, int]:
+    """Write a snapshot's rows into the Parquet lake; rows per table."""
+    tables = {**rows, "snapshots": parquet.snapshots_table(manifest, rows["heatmap_coins"])}
     parquet.land_snapshot(lake_dir, tables, manifest.snapshot_id)
     return {name: t.num_rows for name, t in tables.items()}
 
@@ -227,8 +292,8 @@ class Steps:
 
     read_state: Callable[..., StateStatus]
     fetch_windows: Callable[..., FetchedSnapshot]
-    validate: Callable[..., SnapshotPayloads]
-    commit: Callable[..., tuple[SnapshotManifest, SnapshotPayloads]]
+    validate: Callable[..., SnapshotRows]
+    commit: Callable[..., tuple[SnapshotManifest, SnapshotRows]]
     land: Callable[..., dict[str, int]]
 
 
@@ -249,9 +314,9 @@ def take_snapshot(
         log.info("no new state: %s is already stored; nothing to do", snapshot_id)
         return SnapshotOutcome(snapshot_id, stored=False)
     fetched = steps.fetch_windows(client, archive, state, settings)
-    payloads = steps.validate(archive, fetched)
-    manifest, payloads = steps.commit(archive, fetched, payloads)
-    rows = steps.land(settings.lake_dir, manifest, payloads)
+    checked = steps.validate(archive, fetched)
+    manifest, checked = steps.commit(archive, fetched, checked)
+    rows = steps.land(settings.lake_dir, manifest, checked)
     return SnapshotOutcome(
         manifest.snapshot_id,
         stored=True,

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from flows import atomic
 from flows.lake.parquet import lake_path
-from flows.lake.tables import SNAPSHOT_TABLES, TABLES
+from flows.lake.tables import SNAPSHOT_TABLES, TABLES, select_from_lake
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -196,9 +196,11 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, files: list[Path], load_
     # DuckDB's zone maps let incremental models skip old row groups.
     cols = ", ".join(f'"{f.name}"' for f in TABLES[table])
     before = con.execute(f"SELECT count(*) FROM {RAW}.{table}").fetchone()[0]  # type: ignore[index]
+    # The lake stores totalValue as a residual (lake/tables.py); raw holds the API's value.
     con.execute(
         f"INSERT INTO {RAW}.{table} ({cols}, _load_id) "
-        f"SELECT {cols}, {int(load_id)} FROM read_parquet({_sql_list(files)}, union_by_name = true)"
+        f"SELECT {select_from_lake(table)}, {int(load_id)} "
+        f"FROM read_parquet({_sql_list(files)}, union_by_name = true)"
     )
     after = con.execute(f"SELECT count(*) FROM {RAW}.{table}").fetchone()[0]  # type: ignore[index]
     return int(after - before)

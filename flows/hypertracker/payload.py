@@ -12,15 +12,15 @@ JSON path (``heatmap[12].segments[3].bias``). Two layers check a body:
    totalValue == totalLongValue + totalShortValue, bias == long/total to 3 decimals,
    segment.coin == its coin, unique coins, unique segment ids per coin, a non-empty heatmap.
 
-Cross-window and cross-cohort relations (window nesting, the two ladders partitioning the
-same positions, long == short at coin level in window ``all``) hold for an ideal instant but
-real fetches can straddle a refresh, so they are *warnings*: :func:`soft_checks`.
+This is the strict validator and the explainer: the live path and the rebuild check bodies
+in bulk in DuckDB (``flows/lake/normalise.py``, the same invariants, plus the relations
+across windows, which are warnings there) and come here for a body they flag, for reasons
+with JSON paths.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -57,8 +57,7 @@ def _values_close(a: float, b: float) -> bool:
 # --- typed rows ------------------------------------------------------------------------
 # The rows are TypedDicts shaped like the API (camelCase keys), validated by a pydantic
 # TypeAdapter: 2-3x faster than BaseModel instances for the ~4,600 rows of one window,
-# which matters when a bench re-parses hundreds of snapshots. The lake writer takes columns
-# (coin_columns / cohort_columns, snake_case like lake/tables.py), not row objects.
+# which matters when a flagged body is explained.
 #
 # strict=True: no coercion, so "12.5" or true is rejected where a number is due and 3.0 where
 # an int is due (an int is still accepted for a float field: JSON has one number type).
@@ -122,43 +121,11 @@ class HeatmapPayload:
     extra_fields: frozenset[str] = frozenset()
     unknown_segment_ids: frozenset[int] = frozenset()
 
-    def coin_columns(self) -> dict[str, list[Any]]:
-        """Columns of ``heatmap_coins`` (lake/tables.py) without the snapshot keys."""
-        coins = self.coins
-        cols: dict[str, list[Any]] = {
-            name: [c[key] for c in coins]  # type: ignore[literal-required]
-            for name, key in _MEASURE_KEYS
-        }
-        cols["segment_count"] = [len(c["segments"]) for c in coins]
-        return {"coin": [c["coin"] for c in coins], **cols}
-
-    def cohort_columns(self) -> dict[str, list[Any]]:
-        """Columns of ``heatmap_cohorts`` (lake/tables.py) without the snapshot keys."""
-        segs = [s for c in self.coins for s in c["segments"]]
-        cols: dict[str, list[Any]] = {
-            "coin": [s["coin"] for s in segs],
-            "segment_id": [s["segmentId"] for s in segs],
-        }
-        for name, key in _MEASURE_KEYS:
-            cols[name] = [s[key] for s in segs]  # type: ignore[literal-required]
-        cols["bias"] = [s["bias"] for s in segs]
-        cols["is_known_segment"] = [s["segmentId"] in KNOWN_SEGMENT_IDS for s in segs]
-        return cols
-
     def by_coin(self) -> dict[str, Coin]:
         """The coins keyed by name (names are unique in a valid payload)."""
         return {c["coin"]: c for c in self.coins}
 
 
-# (lake column, API key) for the six measures every row carries.
-_MEASURE_KEYS = (
-    ("total_value", "totalValue"),
-    ("total_long_value", "totalLongValue"),
-    ("total_short_value", "totalShortValue"),
-    ("count", "count"),
-    ("count_long", "countLong"),
-    ("count_short", "countShort"),
-)
 _COIN_FIELDS = frozenset(Coin.__annotations__)
 _SEGMENT_FIELDS = frozenset(CoinSegment.__annotations__)
 _BODY_ADAPTER: TypeAdapter[_HeatmapBody] = TypeAdapter(_HeatmapBody)
@@ -408,108 +375,8 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {_short(value)}"
 
 
-# --- warnings across windows and cohorts -------------------------------------------------
+# How many examples a warning or a reason lists (lake/normalise.py).
 MAX_EXAMPLES = 5
-
-
-def soft_checks(payloads: Mapping[str, HeatmapPayload]) -> list[str]:
-    """Relations that hold at one instant but may break when fetches straddle a refresh.
-
-    Returns one warning line per broken relation (with a count and a few examples), for
-    logging; an empty list means all hold:
-
-    - window nesting: 24h <= 7d <= 30d <= all for every coin and (coin, segment), counts and
-      values (a position opened within 24h is also within 7d, ...);
-    - the size ladder (16, 1-7) and the PnL ladder (8-15) add up to the same value and
-      count, and to no more than the coin's totals;
-    - at coin level in window ``all``, total long value == total short value.
-    """
-    warnings: list[str] = []
-    present = [w for w in WINDOW_ORDER if w in payloads]
-    indexed = {w: _index(payloads[w]) for w in present}
-    for small, big in itertools.pairwise(present):
-        warnings.extend(_nesting(small, big, indexed[small], indexed[big]))
-    for w in [*present, *(w for w in payloads if w not in WINDOW_ORDER)]:
-        warnings.extend(_ladders(w, payloads[w]))
-    if "all" in payloads:
-        bad = [
-            f"{c['coin']} (long {c['totalLongValue']:.2f}, short {c['totalShortValue']:.2f})"
-            for c in payloads["all"].coins
-            if not _values_close(c["totalLongValue"], c["totalShortValue"])
-        ]
-        if bad:
-            warnings.append(_summary("window all: coin long value != short value", bad))
-    return warnings
-
-
-_Key = tuple[str, int | None]
-
-
-def _index(payload: HeatmapPayload) -> dict[_Key, tuple[int, float]]:
-    out: dict[_Key, tuple[int, float]] = {}
-    for c in payload.coins:
-        name = c["coin"]
-        out[(name, None)] = (c["count"], c["totalValue"])
-        for s in c["segments"]:
-            out[(name, s["segmentId"])] = (s["count"], s["totalValue"])
-    return out
-
-
-def _nesting(
-    small: str,
-    big: str,
-    a: dict[_Key, tuple[int, float]],
-    b: dict[_Key, tuple[int, float]],
-) -> list[str]:
-    counts, values = [], []
-    for key, (n_small, v_small) in a.items():
-        # An absent (coin, segment) in the bigger window means zero positions there.
-        n_big, v_big = b.get(key, (0, 0.0))
-        label = key[0] if key[1] is None else f"{key[0]}/segment {key[1]}"
-        if n_small > n_big:
-            counts.append(f"{label} ({n_small} > {n_big})")
-        if v_small > v_big and not _values_close(v_small, v_big):
-            values.append(f"{label} ({v_small:.2f} > {v_big:.2f})")
-    out = []
-    if counts:
-        out.append(_summary(f"window nesting: count in {small} > count in {big}", counts))
-    if values:
-        out.append(_summary(f"window nesting: value in {small} > value in {big}", values))
-    return out
-
-
-def _ladders(window: str, payload: HeatmapPayload) -> list[str]:
-    mismatch, over = [], []
-    size_ids, pnl_ids = frozenset(SIZE_LADDER), frozenset(PNL_LADDER)
-    for c in payload.coins:
-        n_size = n_pnl = 0
-        v_size = v_pnl = 0.0
-        for s in c["segments"]:
-            if s["segmentId"] in size_ids:
-                n_size += s["count"]
-                v_size += s["totalValue"]
-            elif s["segmentId"] in pnl_ids:
-                n_pnl += s["count"]
-                v_pnl += s["totalValue"]
-        # Summing 8 floats drifts by a few ulps at most: _values_close absorbs it.
-        name, count, total = c["coin"], c["count"], c["totalValue"]
-        if n_size != n_pnl or not _values_close(v_size, v_pnl):
-            mismatch.append(f"{name} (size {n_size} / {v_size:.2f}, pnl {n_pnl} / {v_pnl:.2f})")
-        top_n, top_v = max(n_size, n_pnl), max(v_size, v_pnl)
-        if top_n > count or (top_v > total and not _values_close(top_v, total)):
-            over.append(f"{name} (ladder {top_n} / {top_v:.2f}, coin {count} / {total:.2f})")
-    out = []
-    if mismatch:
-        out.append(_summary(f"window {window}: size ladder != PnL ladder", mismatch))
-    if over:
-        out.append(_summary(f"window {window}: a ladder adds up to more than the coin", over))
-    return out
-
-
-def _summary(what: str, examples: list[str]) -> str:
-    shown = ", ".join(examples[:MAX_EXAMPLES])
-    more = f" and {len(examples) - MAX_EXAMPLES} more" if len(examples) > MAX_EXAMPLES else ""
-    return f"{what}: {len(examples)} case(s): {shown}{more}"
 
 
 __all__ = [
@@ -526,5 +393,4 @@ __all__ = [
     "Segment",
     "parse_heatmap",
     "parse_segments",
-    "soft_checks",
 ]

@@ -20,9 +20,7 @@ from flows.hypertracker.payload import (
     HeatmapPayload,
     parse_heatmap,
     parse_segments,
-    soft_checks,
 )
-from flows.lake.tables import HEATMAP_COHORTS, HEATMAP_COINS, SNAPSHOT_KEYS
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "seed_heatmap_btc.json"
 URL = "http://127.0.0.1:8000/api/external/positions/heatmap?openedWithin=all"
@@ -69,21 +67,6 @@ def test_seed_example_parses_and_passes() -> None:
     assert [s["segmentId"] for s in coin["segments"]] == list(range(1, 17))
     assert payload.extra_fields == frozenset()
     assert payload.unknown_segment_ids == frozenset()
-    assert soft_checks({"all": payload}) == []
-
-
-def test_columns_match_the_lake_tables() -> None:
-    payload = parse_heatmap(SEED.read_bytes(), "all", URL)
-    keys = {f.name for f in SNAPSHOT_KEYS}
-    coins, cohorts = payload.coin_columns(), payload.cohort_columns()
-    assert list(coins) == [f.name for f in HEATMAP_COINS if f.name not in keys]
-    assert list(cohorts) == [f.name for f in HEATMAP_COHORTS if f.name not in keys]
-    assert coins["segment_count"] == [16]
-    assert len(cohorts["segment_id"]) == 16
-    assert cohorts["bias"][0] == 0.614
-    assert cohorts["count_short"][15] == 3895
-    assert all(cohorts["is_known_segment"])
-    assert all(isinstance(v, float) for v in cohorts["total_value"])
 
 
 def test_an_int_is_accepted_where_a_float_is_due() -> None:
@@ -91,7 +74,6 @@ def test_an_int_is_accepted_where_a_float_is_due() -> None:
     seg(doc, 0)["bias"] = 0.61
     payload = parse(doc)
     assert payload.coins[0]["segments"][0]["totalValue"] == 100.0
-    assert isinstance(payload.coin_columns()["total_value"][0], float)
 
 
 # --- drift that is tolerated ---------------------------------------------------------------
@@ -117,10 +99,7 @@ def test_unknown_segment_id_is_kept_and_flagged() -> None:
     btc(doc)["segments"].append(extra)
     payload = parse(doc)
     assert payload.unknown_segment_ids == {17}
-    cohorts = payload.cohort_columns()
-    assert cohorts["segment_id"][-1] == 17
-    assert cohorts["is_known_segment"][-1] is False
-    assert sum(cohorts["is_known_segment"]) == 16
+    assert payload.coins[0]["segments"][-1]["segmentId"] == 17
 
 
 def test_values_within_tolerance_pass() -> None:
@@ -253,59 +232,7 @@ def test_message_lists_ten_reasons_then_a_count() -> None:
     assert URL in message
 
 
-# --- warnings across windows and cohorts ---------------------------------------------------
-def test_soft_checks_find_window_nesting_violations() -> None:
-    all_ = parse(seed_doc(), "all")
-    doc = seed_doc()
-    # A 24h window with more Fish positions in BTC than window "all": impossible at one instant.
-    for row in (btc(doc), seg(doc, 0)):
-        row["countLong"] += 100
-        row["count"] += 100
-    h24 = parse(doc, "24h")
-    warnings = soft_checks({"24h": h24, "all": all_})
-    nesting = [w for w in warnings if w.startswith("window nesting: count in 24h > count in all")]
-    assert len(nesting) == 1, warnings
-    assert "BTC/segment 1 (10691 > 10591)" in nesting[0]
-    assert "BTC (23855 > 23755)" in nesting[0]
-
-
-def test_soft_checks_accept_nested_windows() -> None:
-    doc = seed_doc()
-    for row in [btc(doc), *btc(doc)["segments"]]:
-        row["countLong"] //= 2
-        row["countShort"] //= 2
-        row["count"] = row["countLong"] + row["countShort"]
-    h24 = parse(doc, "24h")
-    warnings = soft_checks({"24h": h24, "all": parse(seed_doc(), "all")})
-    assert not [w for w in warnings if w.startswith("window nesting")], warnings
-
-
-def test_soft_checks_find_a_coin_missing_from_a_larger_window() -> None:
-    doc = seed_doc()
-    eth = copy.deepcopy(btc(doc))
-    eth["coin"] = "ETH"
-    for s in eth["segments"]:
-        s["coin"] = "ETH"
-    doc["heatmap"].append(eth)
-    warnings = soft_checks({"7d": parse(doc, "7d"), "30d": parse(seed_doc(), "30d")})
-    assert any("count in 7d > count in 30d" in w and "ETH" in w for w in warnings), warnings
-
-
-def test_soft_checks_find_ladder_and_long_short_breaks() -> None:
-    doc = seed_doc()
-    # One more Shrimp (size ladder) position with no PnL-ladder counterpart.
-    for row in (btc(doc), seg(doc, 15)):
-        row["countLong"] += 1
-        row["count"] += 1
-    # Long != short at coin level in window all.
-    coin = btc(doc)
-    coin["totalLongValue"] += 1000.0
-    coin["totalValue"] += 1000.0
-    warnings = soft_checks({"all": parse(doc)})
-    assert any("size ladder != PnL ladder" in w and "BTC" in w for w in warnings), warnings
-    assert any("coin long value != short value" in w for w in warnings), warnings
-
-
+# --- the ladders ------------------------------------------------------------------------
 def test_ladders_cover_the_known_ids() -> None:
     assert sorted(SIZE_LADDER + PNL_LADDER) == list(range(1, 17))
 
@@ -359,7 +286,7 @@ def test_a_full_size_payload_parses() -> None:
     assert len(body) > 800_000  # about the size of one real window
     payload = parse_heatmap(body, "all", URL)
     assert len(payload.coins) == 330
-    assert len(payload.cohort_columns()["coin"]) == 330 * 14
+    assert sum(len(c["segments"]) for c in payload.coins) == 330 * 14
 
 
 def test_many_errors_in_a_full_size_payload_are_all_found() -> None:
@@ -379,9 +306,8 @@ def test_many_errors_in_a_full_size_payload_are_all_found() -> None:
 def test_generated_valid_payloads_parse(n_coins: int, n_segments: int, seed: int) -> None:
     doc = synthetic_heatmap(n_coins, n_segments, seed)
     payload = parse(doc)
-    cohorts = payload.cohort_columns()
-    assert len(cohorts["coin"]) == n_coins * n_segments
-    assert payload.coin_columns()["count"] == [c["count"] for c in doc["heatmap"]]
+    assert sum(len(c["segments"]) for c in payload.coins) == n_coins * n_segments
+    assert [c["count"] for c in payload.coins] == [c["count"] for c in doc["heatmap"]]
 
 
 @settings(max_examples=40, deadline=None)
