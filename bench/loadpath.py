@@ -7,9 +7,9 @@ process (``python -m bench.loadpath VARIANT INPUT WORK OUT``):
 
 - ``floor``: DuckDB alone. ``read_json`` of the plain JSON files with an explicit schema,
   unnested in SQL into the same two tables the lake has (coins, cohorts), in one DuckDB file.
-- ``bulk``: ours, as a rebuild or a backfill runs it: the archived zstd bodies, typed and
-  checked in DuckDB (every row invariant) in batches (``snapshot.archived_rows``), landed as
-  Parquet (``snapshot.land``), then one ``load_lake`` into a fresh DuckDB file.
+- ``bulk``: ours, as a rebuild runs it (``rebuild_lake(verify=False)``): the archived zstd
+  bodies, typed and checked in DuckDB (every row invariant) in batches, landed as Parquet,
+  then one ``load_lake`` into a fresh DuckDB file.
 - ``rebuild``: ``rebuild_lake`` itself: ``bulk`` plus the sha256 of every body checked
   against its manifest (in a thread beside DuckDB), then ``load_lake``.
 - ``live``: what a scheduled run does after the fetch, one snapshot at a time: each body's
@@ -131,32 +131,24 @@ def _manifests(inp: Path) -> list[Any]:
 
 
 def bulk(inp: Path, work: Path) -> dict[str, Any]:
-    """Archived bodies -> DuckDB checks and types, in batches -> lake -> ``load_lake``."""
-    from flows import snapshot
-    from flows.pipeline import REBUILD_BATCH, archive_for
+    """``rebuild_lake`` without its sha256 pass: archived bodies -> DuckDB -> lake -> load."""
+    from flows.pipeline import rebuild_lake
     from flows.settings import get_settings
     from flows.warehouse import load_lake
 
     data = work / "data"
     shutil.copytree(inp / "archive", data / "archive")
     settings = get_settings(data_dir=data)
-    archive = archive_for(settings)
-    phases = {"check and type": 0.0, "land": 0.0, "load": 0.0}
     t0 = time.perf_counter()
-    manifests = _manifests(data)
-    for start in range(0, len(manifests), REBUILD_BATCH):
-        batch = manifests[start : start + REBUILD_BATCH]
-        t = time.perf_counter()
-        rows = snapshot.archived_rows(archive, batch)
-        phases["check and type"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for manifest in batch:
-            snapshot.land(settings.lake_dir, manifest, rows[manifest.snapshot_id])
-        phases["land"] += time.perf_counter() - t
+    rebuild_lake(settings, verify=False)
     t = time.perf_counter()
     result = load_lake(settings)
-    phases["load"] = time.perf_counter() - t
-    return {"seconds": time.perf_counter() - t0, "phases": phases, "rows": result.rows}
+    done = time.perf_counter()
+    return {
+        "seconds": done - t0,
+        "phases": {"archive -> check, type -> lake": t - t0, "load": done - t},
+        "rows": result.rows,
+    }
 
 
 def live(inp: Path, work: Path) -> dict[str, Any]:

@@ -121,9 +121,7 @@ def commit_archive(
 
 
 @task(name="land in lake", **TASK_OPTS)
-def land(
-    lake_dir: Path, manifest: SnapshotManifest, rows: snapshot.SnapshotRows
-) -> dict[str, int]:
+def land(lake_dir: Path, manifest: SnapshotManifest, rows: snapshot.SnapshotRows) -> dict[str, int]:
     """Write the rows into Parquet: one file per table, each renamed into place whole."""
     counts = snapshot.land(lake_dir, manifest, rows)
     get_run_logger().info(
@@ -345,12 +343,19 @@ def elt_flow(force: bool = False) -> RunSummary:
 REBUILD_BATCH = 24
 
 
-def rebuild_lake(settings: Settings, *, progress: Callable[[int, int], None] | None = None) -> int:
+def rebuild_lake(
+    settings: Settings,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    verify: bool = True,
+) -> int:
     """Land every archived snapshot and ladder fetch in the lake again.
 
     Snapshots already in the lake are skipped (landing is deterministic), so an interrupted
-    rebuild resumes where it stopped. Each batch's bodies are checked against the sha256
-    their manifest recorded, in a thread beside DuckDB's reading, before anything lands.
+    rebuild resumes where it stopped. With ``verify`` each batch's bodies are checked against
+    the sha256 their manifest recorded, in a thread beside DuckDB's reading, before anything
+    of the batch lands. A batch's files are written by two threads (pyarrow lets go of the
+    GIL while it encodes).
     """
     archive = archive_for(settings)
     manifests = list(archive.manifests())
@@ -360,14 +365,18 @@ def rebuild_lake(settings: Settings, *, progress: Callable[[int, int], None] | N
         if not parquet.lake_path(settings.lake_dir, "snapshots", m.snapshot_id).exists()
     ]
     done = len(manifests) - len(todo)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as checker:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rebuild") as pool:
         for start in range(0, len(todo), REBUILD_BATCH):
             batch = todo[start : start + REBUILD_BATCH]
-            verified = checker.submit(_verify_bodies, archive, batch)
+            verified = pool.submit(_verify_bodies, archive, batch) if verify else None
             rows = snapshot.archived_rows(archive, batch)
-            verified.result()  # raises if a body does not match its manifest
-            for manifest in batch:
-                snapshot.land(settings.lake_dir, manifest, rows[manifest.snapshot_id])
+            if verified is not None:
+                verified.result()  # raises if a body does not match its manifest
+            landed = [
+                pool.submit(snapshot.land, settings.lake_dir, m, rows[m.snapshot_id]) for m in batch
+            ]
+            for future in landed:
+                future.result()
             done += len(batch)
             if progress:
                 progress(done, len(manifests))

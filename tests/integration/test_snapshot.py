@@ -11,7 +11,7 @@ import pytest
 
 from flows.hypertracker.errors import AuthError, PayloadError, RequestFailed
 from flows.hypertracker.simulator.faults import Fault
-from flows.lake.archive import snapshot_id_for
+from flows.lake.archive import read_zst, snapshot_id_for, write_zst
 from flows.lake.parquet import read_lake_rows
 from flows.lake.tables import LAKE_TABLES, TABLES
 from flows.pipeline import rebuild_lake, snapshot_flow
@@ -224,3 +224,29 @@ def test_rebuild_from_archive_gives_identical_rows(env: Path, sim) -> None:
         rebuilt = read_lake_rows(settings.lake_dir, table)
         assert rebuilt.num_rows == rows.num_rows > 0
         assert rebuilt.equals(rows), table
+
+
+@pytest.mark.parametrize("damage", ["altered", "unreadable"])
+def test_rebuild_refuses_a_damaged_archive_and_names_the_snapshot(
+    env: Path, sim, damage: str
+) -> None:
+    import shutil
+
+    for _ in range(2):
+        snapshot_flow()
+        sim.advance_to_next_state()
+    settings = get_settings()
+    shutil.rmtree(settings.lake_dir)
+    folder = archived(env)[1]
+    body = folder / "7d.json.zst"
+    if damage == "altered":  # still a valid heatmap, but not the bytes the manifest hashed
+        doc = json.loads(read_zst(body))
+        doc["heatmap"][0]["count"] += 0  # same values, another serialisation
+        write_zst(body, json.dumps(doc, indent=1).encode())
+    else:
+        write_zst(body, b'{"heatmap": [')
+    with pytest.raises(ValueError, match=folder.name.split("=")[1]) as err:
+        rebuild_lake(settings)
+    assert "restore it from a backup" in str(err.value)
+    # Nothing of the batch that held the damaged snapshot was landed.
+    assert not (settings.lake_dir / "snapshots").exists()
