@@ -47,5 +47,14 @@ def test_a_broken_invariant_fails_the_build_and_names_the_test(tmp_path: Path) -
     con.close()
     outcome = run_dbt(settings, ["build", "--exclude-resource-type", "unit_test"])
     assert not outcome.success
-    failed = [f["name"] for f in outcome.failures]
-    assert failed == ["fct_cohort_snapshots_counts_add_up"]
+    assert [f["name"] for f in outcome.failures] == ["fct_cohort_snapshots_checks"]
+    (failure,) = outcome.failures
+    # One test holds all of the fact's row checks: its rows, and the message, say which broke.
+    assert failure["failing_checks"] == [
+        {
+            "check_name": "counts_add_up",
+            "failing_rows": 1,
+            "example_key": "snapshot_id=20261101T000000000Z, window=all, coin=BTC, segment_id=16",
+        }
+    ]
+    assert "counts_add_up: 1 row(s)" in failure["message"]
