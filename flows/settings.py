@@ -66,6 +66,15 @@ class Settings(BaseSettings):
         False, description="One Prefect task per dbt node (prefect-dbt); 5-6x slower."
     )
 
+    publish_grace_hours: float = Field(
+        24.0,
+        gt=0,
+        description=(
+            "Hours a superseded published Parquet file is kept before it is deleted: a reader "
+            "holding an older analytics.duckdb (whose views name it) can go on that long."
+        ),
+    )
+
     lock_timeout_s: float = Field(
         600.0, ge=0, description="How long a run waits for another run to finish writing."
     )
@@ -130,7 +139,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def published_dir(self) -> Path:
-        """Append-only Parquet exports of the snapshot-grain facts behind analytics.duckdb."""
+        """Parquet files behind analytics.duckdb's views (facts, daily marts); never rewritten."""
         return self.warehouse_dir / "published"
 
     @cached_property

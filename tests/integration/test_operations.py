@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,7 @@ from flows.ops import build_deployment
 from flows.pipeline import elt_flow, rebuild_flow
 from flows.quota import Ledger
 from flows.runlock import run_lock
-from flows.settings import get_settings
+from flows.settings import Settings, get_settings
 from flows.warehouse import wipe_warehouse
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
@@ -128,8 +129,10 @@ def test_two_overlapping_runs_corrupt_nothing(env: Path, sim) -> None:
 def test_a_reader_holding_analytics_open_sees_complete_states_and_blocks_nothing(
     env: Path, sim
 ) -> None:
+    sim.advance(timedelta(hours=12))  # mid-day: the runs below all rebuild the same day
     assert elt_flow().outcome == "published"
     db = get_settings().analytics_db_path
+    readers_files = view_files(db, "cohort_bias_daily")
     reader = subprocess.Popen(
         [
             sys.executable,
@@ -143,7 +146,11 @@ def test_a_reader_holding_analytics_open_sees_complete_states_and_blocks_nothing
                         "select count(distinct snapshot_id) from marts.fct_coin_snapshots"
                     ).fetchone()[0]
                     about = con.execute("select snapshot_count from marts.about").fetchone()[0]
-                    print(snaps, about, flush=True)
+                    # A daily mart: each publish below exports a new version of this day.
+                    day = con.execute(
+                        "select max(snapshot_count) from marts.cohort_bias_daily"
+                    ).fetchone()[0]
+                    print(snaps, about, day, flush=True)
                 """
             ),
         ],
@@ -153,20 +160,22 @@ def test_a_reader_holding_analytics_open_sees_complete_states_and_blocks_nothing
     )
     try:
 
-        def ask() -> tuple[int, int]:
+        def ask() -> tuple[int, ...]:
             assert reader.stdin
             assert reader.stdout
             reader.stdin.write("?\n")
             reader.stdin.flush()
-            a, b = reader.stdout.readline().split()
-            return int(a), int(b)
+            return tuple(int(x) for x in reader.stdout.readline().split())
 
-        assert ask() == (1, 1)
+        assert ask() == (1, 1, 1)
         for n in range(2, 5):
             sim.advance_to_next_state()
-            assert elt_flow().outcome == "published"  # the open reader blocks no run
-            # The reader keeps its complete, consistent state: facts and metadata agree.
-            assert ask() == (1, 1)
+            summary = elt_flow()
+            assert summary.outcome == "published"  # the open reader blocks no run
+            assert summary.publish.deleted == 0  # clean-up ran; nothing past the grace period
+            # The reader keeps its complete, consistent state: facts, daily marts and
+            # metadata agree, though the files of its day were superseded since.
+            assert ask() == (1, 1, 1)
             fresh = duckdb.connect(str(db), read_only=True)
             try:
                 assert (
@@ -175,11 +184,115 @@ def test_a_reader_holding_analytics_open_sees_complete_states_and_blocks_nothing
                     ).fetchone()[0]
                     == n
                 )
+                assert (
+                    fresh.execute(
+                        "select max(snapshot_count) from marts.cohort_bias_daily"
+                    ).fetchone()[0]
+                    == n
+                )
             finally:
                 fresh.close()
+        # Every file the reader's daily view names was superseded, and is still there.
+        assert not set(readers_files) & set(view_files(db, "cohort_bias_daily"))
+        assert all(Path(f).exists() for f in readers_files)
     finally:
         reader.kill()
         reader.wait()
+    analytics_matches_build(get_settings())
+
+
+def analytics_matches_build(settings: Settings) -> None:
+    """Every published mart holds exactly the build's rows (views and copies alike)."""
+    con = duckdb.connect(str(settings.analytics_db_path), read_only=True)
+    try:
+        con.execute(f"ATTACH '{settings.build_db_path}' AS build (READ_ONLY)")
+        marts = [
+            t
+            for (t,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'build' "
+                "AND schema_name = 'marts'"
+            ).fetchall()
+        ]
+        assert marts
+        for t in marts:
+            for a, b in (("marts", "build.marts"), ("build.marts", "marts")):
+                extra = con.execute(
+                    f"SELECT count(*) FROM (SELECT * FROM {a}.{t} EXCEPT ALL SELECT * FROM {b}.{t})"
+                ).fetchone()[0]
+                assert extra == 0, (t, a, extra)
+    finally:
+        con.close()
+
+
+def test_each_publish_exports_only_the_days_its_run_rebuilt(env: Path, sim) -> None:
+    settings = get_settings()
+    daily = [
+        "cohort_bias_daily",
+        "coin_bias_daily",
+        "cohort_day_over_day",
+        "coin_day_over_day",
+        "smart_retail_divergence_daily",
+    ]
+    first = elt_flow()
+    assert first.outcome == "published"
+    listed: dict[str, list[str]] = {}
+    for step in range(3):  # the new snapshots span two days or more
+        sim.advance(timedelta(hours=9))
+        summary = elt_flow()
+        assert summary.outcome == "published"
+        day = summary.snapshot.snapshot_id[:8]
+        day = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+        exported = summary.publish.exported
+        for t in daily:
+            # One new snapshot: its day is the only one rebuilt, so the only one exported
+            # (the day after it, which day over day also rebuilds, has no rows yet).
+            assert exported[t] == [f"day-{day}"], (step, t, exported[t])
+        for t in ("fct_cohort_snapshots", "fct_coin_snapshots"):
+            assert f"load-{summary.load.load_id:09d}" in exported[t], (t, exported[t])
+        now = {t: view_files(settings.analytics_db_path, t) for t in daily}
+        for t, files in listed.items():  # the other days are the very same files as before
+            assert {f for f in files if f"day-{day}" not in f} <= set(now[t]), t
+        listed = now
+        analytics_matches_build(settings)
+    assert len({f.split("/")[-1][:14] for f in listed["coin_bias_daily"]}) >= 2  # days
+
+
+def view_files(db: Path, view: str) -> list[str]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        sql = con.execute(
+            "SELECT sql FROM duckdb_views() WHERE schema_name = 'marts' AND view_name = ?", [view]
+        ).fetchone()[0]
+    finally:
+        con.close()
+    return [part.split("'")[0] for part in sql.split("'")[1::2] if part.endswith(".parquet")]
+
+
+def test_superseded_files_are_deleted_once_the_grace_period_has_passed(
+    env: Path, sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.advance(timedelta(hours=12))  # mid-day: the second run rebuilds the first one's day
+    assert elt_flow().outcome == "published"
+    sim.advance_to_next_state()
+    summary = elt_flow()
+    assert summary.publish.retired >= 5  # the day's earlier version, one per daily mart
+    published = get_settings().published_dir
+    on_disk = {p for p in published.glob("*/*.parquet")}
+    monkeypatch.setenv("HT_PUBLISH_GRACE_HOURS", str(1 / 3600))
+    time.sleep(1.5)
+    sim.advance_to_next_state()
+    summary = elt_flow()
+    assert summary.publish.deleted > 0
+    gone = on_disk - {p for p in published.glob("*/*.parquet")}
+    assert len(gone) == summary.publish.deleted
+    # What remains is exactly what the live analytics file names, plus what this run retired.
+    named = {
+        Path(f)
+        for view in ("fct_coin_snapshots", "cohort_bias_daily", "coin_day_over_day")
+        for f in view_files(get_settings().analytics_db_path, view)
+    }
+    assert not gone & named
+    analytics_matches_build(get_settings())
 
 
 def test_rebuild_after_deleting_the_warehouse_gives_identical_marts(env: Path, sim) -> None:
@@ -232,7 +345,7 @@ def test_a_load_killed_mid_transaction_leaves_no_duplicates(env: Path, sim) -> N
             time.sleep(60)
             return n
         w._insert = slow_insert
-        from flows.settings import get_settings
+        from flows.settings import Settings, get_settings
         w.load_lake(get_settings())
         """
     )
