@@ -72,9 +72,11 @@ def build_report_deployment(settings: Settings | None = None):  # -> RunnerDeplo
     from flows.pipeline import report_flow
 
     settings = settings or get_settings()
+    # Always on its cron, even when the ELT runs every few seconds (trials, tests): each
+    # scheduled run is a process of its own, and drawing PNGs that often starves the runs.
     return report_flow.to_deployment(
         name=DEPLOYMENT_NAME,
-        **_when(settings, settings.report_cron),
+        cron=settings.report_cron,
         description="The heatmap report from the newest analytics.duckdb",
         tags=["hypertracker"],
     )
@@ -103,7 +105,7 @@ def serve_forever(*, console: Console) -> None:
         if not url:
             url = stack.enter_context(local_prefect_server(settings, console))
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
-        report_when = when if settings.schedule_interval_s else f"cron '{settings.report_cron}'"
+        report_when = f"cron '{settings.report_cron}'"
         console.print(
             f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when} and "
             f"[bold]hypertracker-report/{DEPLOYMENT_NAME}[/] on {report_when}; "

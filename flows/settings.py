@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     report_cron: str = Field(
         "5 * * * *",
         description="When `serve` draws the heatmap report (UTC): apart from the ELT runs, "
-        "so drawing never delays a snapshot. With HT_SCHEDULE_INTERVAL_S it follows that.",
+        "so drawing never delays a snapshot (HT_SCHEDULE_INTERVAL_S does not change it).",
     )
     top_coins: int = Field(30, ge=1, description="Coins on the heatmap board (by open interest).")
     reports_keep_days: int = Field(

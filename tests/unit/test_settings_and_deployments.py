@@ -75,6 +75,7 @@ def test_the_report_has_its_own_deployment_off_the_elt_schedule(
     assert deployment.flow_name == "hypertracker-report"
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "5 * * * *"
+    # A seconds-interval for the ELT runs (trials, tests) leaves the report on its cron.
     monkeypatch.setenv("HT_SCHEDULE_INTERVAL_S", "5")
     (schedule,) = build_report_deployment().schedules
-    assert schedule.schedule.interval.total_seconds() == 5
+    assert schedule.schedule.cron == "5 * * * *"
