@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -114,6 +115,16 @@ def serve_forever(*, console: Console) -> None:
         serve(build_deployment(settings), build_report_deployment(settings))
 
 
+def _die_with_parent() -> None:
+    # The server must not outlive `serve`, even one killed outright (SIGKILL runs no
+    # clean-up): on Linux the kernel sends it SIGTERM when its parent dies.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def local_prefect_server(settings: Settings, console: Console) -> Iterator[str]:
     """Run ``prefect server start`` on a free loopback port while the block runs."""
@@ -145,6 +156,7 @@ def local_prefect_server(settings: Settings, console: Console) -> Iterator[str]:
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
     url = f"http://127.0.0.1:{port}/api"
     try:
