@@ -124,10 +124,12 @@ def normalise(files: Sequence[BodyFile], *, checks_across_windows: bool = True) 
     """Read, type and check the bodies of ``files`` in one DuckDB pass.
 
     Rows come out in the order of ``files`` (sorted by snapshot, then window) and, within a
-    body, in the API's order: DuckDB keeps insertion order, so the same bytes always give
-    the same lake file, live or rebuilt. Raises ``duckdb.Error`` when a body cannot be read
-    as a heatmap at all (not JSON, not an object, a field of an impossible type); the
-    caller finds out which with the strict validator.
+    body, in the API's order, sorted explicitly by file and list position (a multi-file
+    JSON scan runs in parallel and keeps no order): the same bytes always give the same
+    lake file, live or rebuilt, and each snapshot's rows are one contiguous slice. Raises
+    ``duckdb.Error`` when a body cannot be read as a heatmap at all (not JSON, not an
+    object, a field of an impossible type); the caller finds out which with the strict
+    validator.
     """
     files = sorted(files, key=lambda f: (f.snapshot_id, f.window))
     con = duckdb.connect()
@@ -141,7 +143,8 @@ def normalise(files: Sequence[BodyFile], *, checks_across_windows: bool = True) 
         con.execute(
             f"""
             CREATE TEMP TABLE _bodies AS
-            SELECT list_position($paths, filename) AS i, unnest(heatmap) AS c
+            SELECT list_position($paths, filename) AS i, unnest(heatmap) AS c,
+                generate_subscripts(heatmap, 1) AS k
             FROM read_json(
                 $paths, columns = {{'heatmap': '{_BODY_TYPE}'}}, records = true,
                 filename = true, compression = 'auto'
@@ -152,7 +155,7 @@ def normalise(files: Sequence[BodyFile], *, checks_across_windows: bool = True) 
         con.execute(
             """
             CREATE TEMP TABLE _coins AS
-            SELECT $ids[i] AS snapshot_id, $times[i]::TIMESTAMP AS last_update,
+            SELECT i, k, $ids[i] AS snapshot_id, $times[i]::TIMESTAMP AS last_update,
                 $windows[i] AS "window", unnest(c, recursive := false)
             FROM _bodies
             """,
@@ -161,8 +164,8 @@ def normalise(files: Sequence[BodyFile], *, checks_across_windows: bool = True) 
         con.execute(
             """
             CREATE TEMP TABLE _segments AS
-            SELECT snapshot_id, last_update, "window", coin AS parent_coin,
-                unnest(segments, recursive := true)
+            SELECT i, k, generate_subscripts(segments, 1) AS j, snapshot_id, last_update,
+                "window", coin AS parent_coin, unnest(segments, recursive := true)
             FROM _coins
             """
         )
@@ -197,6 +200,7 @@ SELECT snapshot_id, last_update, "window", coin, {_LAKE_TOTAL}
     count::BIGINT AS count, countLong::BIGINT AS count_long,
     countShort::BIGINT AS count_short, len(segments)::SMALLINT AS segment_count
 FROM _coins
+ORDER BY i, k
 """
 
 _COHORTS_SQL = f"""
@@ -207,6 +211,7 @@ SELECT snapshot_id, last_update, "window", coin, segmentId::SMALLINT AS segment_
     countShort::BIGINT AS count_short, bias,
     segmentId IN {tuple(sorted(KNOWN_SEGMENT_IDS))} AS is_known_segment
 FROM _segments
+ORDER BY i, k, j
 """
 
 

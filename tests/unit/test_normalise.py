@@ -248,19 +248,26 @@ def test_ladder_and_long_short_breaks_are_found(tmp_path: Path) -> None:
 
 # --- several snapshots in one pass ---------------------------------------------------------------
 def test_a_batch_keeps_each_snapshot_apart(tmp_path: Path) -> None:
+    # Big enough that DuckDB reads the files in parallel and out of order (a rebuild's
+    # batch): each snapshot's rows must still come out whole, apart, in the API's order.
     files = []
-    for i in range(3):
+    docs = {}
+    for i in range(12):
         sid = f"20261124T15{i:02d}00000Z"
-        doc = synthetic_heatmap(4 + i, 3, seed=i)
-        paths = store(tmp_path / sid, {"24h": doc, "all": doc})
+        docs[sid] = synthetic_heatmap(300 + i, 16, seed=i)  # real-sized bodies
+        paths = store(tmp_path / sid, {w: docs[sid] for w in ("24h", "7d", "30d", "all")})
         files += body_files(sid, datetime(2026, 11, 24, 15, i), paths)
-    checked = normalise(files)
+    checked = normalise(files[::-1])
     assert checked.problems == {}
-    for i in range(3):
-        rows = checked.rows_of(f"20261124T15{i:02d}00000Z")
-        assert rows["heatmap_coins"].num_rows == 2 * (4 + i)
-        assert rows["heatmap_cohorts"].num_rows == 2 * (4 + i) * 3
-        assert rows["heatmap_coins"].column("window").to_pylist()[0] == "24h"
+    for sid, doc in docs.items():
+        rows = checked.rows_of(sid)
+        coins, cohorts = rows["heatmap_coins"], rows["heatmap_cohorts"]
+        assert set(coins.column("snapshot_id").to_pylist()) == {sid}
+        assert set(cohorts.column("snapshot_id").to_pylist()) == {sid}
+        names = [c["coin"] for c in doc["heatmap"]]
+        assert coins.column("coin").to_pylist() == names * 4  # windows 24h, 30d, 7d, all
+        assert cohorts.num_rows == 4 * len(names) * 16
+    assert normalise(files).cohorts.equals(checked.cohorts)  # the same, whatever the order
 
 
 def test_a_body_that_is_not_json_fails_the_pass(tmp_path: Path) -> None:
