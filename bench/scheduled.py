@@ -61,9 +61,10 @@ def setup() -> dict[str, Any]:
     one is loaded here with the production functions (plain dbt: this is set-up, not a
     measurement). Prefect starts with the first run, a warm-up.
     """
+    from flows.publish import publish
     from flows.settings import get_settings
     from flows.transform import run_dbt
-    from flows.warehouse import load_lake, publish
+    from flows.warehouse import load_lake
 
     settings = get_settings()
     t = time.perf_counter()

@@ -29,12 +29,13 @@ from flows import snapshot
 from flows.hypertracker.client import HyperTrackerClient, StateStatus
 from flows.lake import parquet
 from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
+from flows.publish import PublishResult, publish
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
 from flows.runlock import RunLocked, run_lock
 from flows.runlog import RunSummary, largest_bias_moves, record_run
 from flows.settings import Settings, get_settings
 from flows.transform import DbtOutcome, run_dbt
-from flows.warehouse import LoadResult, PublishResult, load_lake, publish, wipe_warehouse
+from flows.warehouse import LoadResult, load_lake, wipe_warehouse
 
 TASK_OPTS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
 

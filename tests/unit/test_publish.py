@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import flows.publish as pub
 import flows.warehouse as wh
 from flows.settings import Settings, get_settings
 
@@ -126,15 +127,15 @@ class Build:
             con.close()
         return load_id
 
-    def publish(self) -> wh.PublishResult:
-        return wh.publish(self.settings())
+    def publish(self) -> pub.PublishResult:
+        return pub.publish(self.settings())
 
     def ledger(self, state: str = "current") -> dict[str, list[str]]:
         con = self.con(read_only=True)
         try:
             out: dict[str, list[str]] = {}
             for table, path in con.execute(
-                f"SELECT table_name, path FROM {wh.FILES} WHERE state = ? ORDER BY path", [state]
+                f"SELECT table_name, path FROM {pub.FILES} WHERE state = ? ORDER BY path", [state]
             ).fetchall():
                 out.setdefault(table, []).append(path)
             return out
@@ -373,7 +374,7 @@ def test_an_interrupted_publish_leaves_the_old_state_and_the_next_one_completes_
     build.load(D1)
     build.load(D2)
 
-    real = wh._write_parquet
+    real = pub._write_parquet
     written: list[Path] = []
 
     def fail_after_two(con, select, final, **kw):  # type: ignore[no-untyped-def]
@@ -382,10 +383,10 @@ def test_an_interrupted_publish_leaves_the_old_state_and_the_next_one_completes_
         written.append(final)
         return real(con, select, final, **kw)
 
-    monkeypatch.setattr(wh, "_write_parquet", fail_after_two)
+    monkeypatch.setattr(pub, "_write_parquet", fail_after_two)
     with pytest.raises(OSError, match="disk full"):
         build.publish()
-    monkeypatch.setattr(wh, "_write_parquet", real)
+    monkeypatch.setattr(pub, "_write_parquet", real)
     # The analytics file and every file it names are untouched.
     assert db.stat().st_ino == old_inode
     assert published_content(build.settings()) == old
@@ -409,7 +410,7 @@ def test_a_publish_killed_after_the_rename_is_completed_and_its_files_kept(
     def crash(*args: object) -> int:
         raise KeyboardInterrupt  # after the new analytics file is in place, before the ledger
 
-    monkeypatch.setattr(wh, "_commit", crash)
+    monkeypatch.setattr(pub, "_commit", crash)
     with pytest.raises(KeyboardInterrupt):
         build.publish()
     monkeypatch.undo()
@@ -434,7 +435,7 @@ def test_a_publish_killed_mid_export_is_completed_by_the_next(build: Build) -> N
     build.load(D2)
     script = textwrap.dedent(
         f"""
-        import time, flows.warehouse as w
+        import time, flows.publish as w
         from flows.settings import get_settings
         real = w._write_parquet
         def slow(con, select, final, **kw):
@@ -456,7 +457,7 @@ def test_a_publish_killed_mid_export_is_completed_by_the_next(build: Build) -> N
     proc.wait()
     con = build.con(read_only=True)
     try:
-        assert con.execute(f"SELECT status FROM {wh.RUNS} ORDER BY seq").fetchall() == [
+        assert con.execute(f"SELECT status FROM {pub.RUNS} ORDER BY seq").fetchall() == [
             ("published",),
             ("running",),
         ]
@@ -467,7 +468,7 @@ def test_a_publish_killed_mid_export_is_completed_by_the_next(build: Build) -> N
     assert_published_equals_build(build)
     con = build.con(read_only=True)
     try:
-        assert con.execute(f"SELECT status FROM {wh.RUNS} ORDER BY seq").fetchall() == [
+        assert con.execute(f"SELECT status FROM {pub.RUNS} ORDER BY seq").fetchall() == [
             ("published",),
             ("interrupted",),
             ("published",),
