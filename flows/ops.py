@@ -49,20 +49,19 @@ def run_once(*, force: bool, console: Console) -> int:
     return 0
 
 
-def _when(settings: Settings, cron: str) -> dict[str, Any]:
-    if settings.schedule_interval_s:
-        return {"interval": settings.schedule_interval_s}
-    return {"cron": cron}
-
-
 def build_deployment(settings: Settings | None = None):  # -> RunnerDeployment
     """The scheduled deployment of the ELT flow (what ``serve`` runs)."""
     from flows.pipeline import elt_flow
 
     settings = settings or get_settings()
+    when: dict[str, Any] = (
+        {"interval": settings.schedule_interval_s}
+        if settings.schedule_interval_s
+        else {"cron": settings.schedule_cron}
+    )
     return elt_flow.to_deployment(
         name=DEPLOYMENT_NAME,
-        **_when(settings, settings.schedule_cron),
+        **when,
         description="HyperTracker heatmap snapshot -> lake -> DuckDB -> dbt -> publish",
         tags=["hypertracker"],
     )

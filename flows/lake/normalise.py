@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -518,8 +518,3 @@ def body_files(
     """The BodyFiles of one snapshot's windows."""
     naive = last_update.replace(tzinfo=None)
     return [BodyFile(snapshot_id, naive, w, p) for w, p in sorted(paths.items())]
-
-
-def iter_batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
