@@ -130,27 +130,6 @@ def _manifests(inp: Path) -> list[Any]:
     ]
 
 
-def bulk(inp: Path, work: Path) -> dict[str, Any]:
-    """``rebuild_lake`` without its sha256 pass: archived bodies -> DuckDB -> lake -> load."""
-    from flows.pipeline import rebuild_lake
-    from flows.settings import get_settings
-    from flows.warehouse import load_lake
-
-    data = work / "data"
-    shutil.copytree(inp / "archive", data / "archive")
-    settings = get_settings(data_dir=data)
-    t0 = time.perf_counter()
-    rebuild_lake(settings, verify=False)
-    t = time.perf_counter()
-    result = load_lake(settings)
-    done = time.perf_counter()
-    return {
-        "seconds": done - t0,
-        "phases": {"archive -> check, type -> lake": t - t0, "load": done - t},
-        "rows": result.rows,
-    }
-
-
 def live(inp: Path, work: Path) -> dict[str, Any]:
     """One snapshot at a time, as the scheduled run checks and lands it, then one load."""
     from flows import snapshot
@@ -166,8 +145,7 @@ def live(inp: Path, work: Path) -> dict[str, Any]:
     phases = {"JSON types": 0.0, "check and type": 0.0, "land": 0.0, "load": 0.0}
     t0 = time.perf_counter()
     for manifest in _manifests(data):
-        folder = archive.snapshot_dir(manifest.snapshot_id)
-        paths = {w: folder / r.file for w, r in manifest.bodies.items()}
+        paths = archive.body_paths(manifest)
         t = time.perf_counter()
         structure = structure_problems(paths)
         phases["JSON types"] += time.perf_counter() - t
@@ -189,8 +167,9 @@ def live(inp: Path, work: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0, "phases": phases, "rows": result.rows}
 
 
-def rebuild(inp: Path, work: Path) -> dict[str, Any]:
-    """``rebuild_lake`` from the archive folders, then ``load_lake``."""
+def rebuild(inp: Path, work: Path, *, verify: bool) -> dict[str, Any]:
+    """``rebuild_lake`` from the archive folders, then ``load_lake``; ``verify=False`` is the
+    bulk variant (no sha256 pass)."""
     from flows.pipeline import rebuild_lake
     from flows.settings import get_settings
     from flows.warehouse import load_lake
@@ -199,15 +178,12 @@ def rebuild(inp: Path, work: Path) -> dict[str, Any]:
     shutil.copytree(inp / "archive", data / "archive")
     settings = get_settings(data_dir=data)
     t0 = time.perf_counter()
-    rebuild_lake(settings)
+    rebuild_lake(settings, verify=verify)
     t = time.perf_counter()
     result = load_lake(settings)
     done = time.perf_counter()
-    return {
-        "seconds": done - t0,
-        "phases": {"archive -> sha256, check, type -> lake": t - t0, "load": done - t},
-        "rows": result.rows,
-    }
+    lake = "archive -> sha256, check, type -> lake" if verify else "archive -> check, type -> lake"
+    return {"seconds": done - t0, "phases": {lake: t - t0, "load": done - t}, "rows": result.rows}
 
 
 def main(variant: str, inp: Path, work: Path, out: Path) -> None:
@@ -217,11 +193,11 @@ def main(variant: str, inp: Path, work: Path, out: Path) -> None:
     if variant == "floor":
         result = floor(inp, work)
     elif variant == "bulk":
-        result = bulk(inp, work)
+        result = rebuild(inp, work, verify=False)
     elif variant == "live":
         result = live(inp, work)
     elif variant == "rebuild":
-        result = rebuild(inp, work)
+        result = rebuild(inp, work, verify=True)
     else:
         raise SystemExit(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     result["variant"] = variant

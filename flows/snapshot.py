@@ -125,7 +125,8 @@ def validate(
     the contract, then every row invariant). A window they flag is parsed again by the strict
     validator, whose reasons name JSON paths; a body is accepted only if neither objects.
     """
-    paths = {w: fetched.fetch.path / f"{w}.json.zst" for w in fetched.bodies}
+    stored = fetched.fetch.body_paths()
+    paths = {w: stored[w] for w in fetched.bodies}
     flagged: dict[str, list[str]] = {}
     drift: dict[str, list[str]] = {}
     rows: SnapshotRows | None = None
@@ -205,11 +206,7 @@ def archived_rows(
     files = [
         f
         for m in manifests
-        for f in body_files(
-            m.snapshot_id,
-            m.last_update_dt,
-            {w: archive.snapshot_dir(m.snapshot_id) / r.file for w, r in m.bodies.items()},
-        )
+        for f in body_files(m.snapshot_id, m.last_update_dt, archive.body_paths(m))
     ]
     try:
         checked = normalise(files, checks_across_windows=False)

@@ -165,6 +165,10 @@ class IncomingFetch:
         self.records[name] = record
         return record
 
+    def body_paths(self) -> dict[str, Path]:
+        """Where each body stored so far lies, by name (window)."""
+        return {name: self.path / record.file for name, record in self.records.items()}
+
     def keep(self, fetched: Any) -> BodyRecord:
         """Store a client response (``hypertracker.client.Fetched``) under its window."""
         return self.store(
@@ -243,6 +247,11 @@ class RawArchive:
         """Every archived snapshot's manifest, oldest first."""
         for path in sorted(self.root.glob(f"date=*/snapshot_id=*/{MANIFEST}")):
             yield SnapshotManifest.from_json(path.read_bytes())
+
+    def body_paths(self, manifest: SnapshotManifest) -> dict[str, Path]:
+        """Where each archived body of a snapshot lies, by name (window)."""
+        folder = self.snapshot_dir(manifest.snapshot_id)
+        return {name: folder / record.file for name, record in manifest.bodies.items()}
 
     def read_body(self, manifest: SnapshotManifest, name: str) -> bytes:
         """A stored body, checked against the sha256 its manifest recorded."""
