@@ -13,7 +13,7 @@ export PREFECT_HOME ?= $(CURDIR)/data/prefect
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test lint run serve docs report bench clean
+.PHONY: help install browser demo test test-fast lint run serve docs report bench clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ demo: install ## The whole pipeline end to end against the simulated API (no con
 	$(PY) -m flows.cli demo
 
 test: install lint browser ## Lint, then unit, dbt, integration and browser tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+test-fast: install ## Unit tests only (no lint, browser, server or pipeline): the inner loop
+	$(PY) -m pytest -q --durations=15 -m "not integration and not browser" tests/unit
 
 browser: ## Headless Chromium for the browser tests (Debian's package; needs root or sudo)
 	@command -v chromium >/dev/null || { \

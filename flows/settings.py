@@ -1,4 +1,5 @@
-"""One settings object for everything that runs, read from the environment (prefix ``HT_``).
+"""One settings object for everything that runs, read from the environment (prefix ``HT_``)
+and from the `.env` file env_file() names.
 
 Every knob a user may turn lives here and is documented in ``.env.example``. The API token
 is a ``SecretStr``: its ``repr`` and ``str`` print ``**********``, so a settings object can
@@ -7,6 +8,7 @@ be logged or shown in an error without leaking it.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,8 +25,10 @@ DEFAULT_BASE_URL = "https://ht-api.coinmarketman.com/api/external"
 class Settings(BaseSettings):
     """What the pipeline talks to, where it writes, and how often it runs."""
 
+    # No env_file here: get_settings() passes the one env_file() names. A bare Settings()
+    # reads the environment only, never a `.env` from whatever the current directory is.
     model_config = SettingsConfigDict(
-        env_prefix="HT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="HT_", env_file=None, env_file_encoding="utf-8", extra="ignore"
     )
 
     # --- the source ---------------------------------------------------------------------
@@ -161,6 +165,18 @@ class Settings(BaseSettings):
         return self.data_dir / "state"
 
 
+def env_file() -> Path | None:
+    """The `.env` file settings read: ``$HT_ENV_FILE`` when set, else the project root's.
+
+    An empty ``HT_ENV_FILE=`` means no file at all (the tests run that way). Variables in
+    the environment win over lines in the file.
+    """
+    value = os.environ.get("HT_ENV_FILE")
+    if value is None:
+        return PROJECT_ROOT / ".env"
+    return Path(value) if value else None
+
+
 def get_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (used by tests and the demo)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Settings from the environment and env_file(), with explicit overrides (tests, the demo)."""
+    return Settings(_env_file=env_file(), **overrides)  # type: ignore[arg-type]

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports flows.settings: no test reads a developer's .env (an empty
+# HT_ENV_FILE means no file); each test sets what it needs through the environment.
+os.environ["HT_ENV_FILE"] = ""
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 import flows
-from flows.settings import Settings
+from flows.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def test_token_is_secret_and_windows_parse_from_the_environment(
 ) -> None:
     monkeypatch.setenv("HT_API_TOKEN", "abc-very-secret-123")
     monkeypatch.setenv("HT_WINDOWS", "24h, all")
-    settings = Settings()
+    settings = get_settings()
     assert settings.windows == ("24h", "all")
     assert "abc-very-secret-123" not in repr(settings)
     assert "abc-very-secret-123" not in str(settings.model_dump())
@@ -38,12 +39,12 @@ def test_token_is_secret_and_windows_parse_from_the_environment(
 def test_an_unknown_window_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HT_WINDOWS", "24h,1y")
     with pytest.raises(ValueError, match="1y"):
-        Settings()
+        get_settings()
 
 
 def test_prefect_yaml_points_at_the_flows_on_the_default_crons() -> None:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    settings = Settings()
+    settings = get_settings()
     crons = {
         "hypertracker-elt": settings.schedule_cron,
         "hypertracker-report": settings.report_cron,
@@ -57,12 +58,17 @@ def test_prefect_yaml_points_at_the_flows_on_the_default_crons() -> None:
     assert not crons, f"no deployment in prefect.yaml for {sorted(crons)}"
 
 
-def test_env_example_documents_every_setting() -> None:
+def test_env_example_documents_every_setting_and_nothing_else() -> None:
     text = (ROOT / ".env.example").read_text()
     for name in Settings.model_fields:
         if name == "dbt_project_dir":
             continue
         assert f"HT_{name.upper()}" in text, name
+    # HT_ENV_FILE is no field: it names the file the fields are read from (env_file()).
+    fields = {f"HT_{name.upper()}" for name in Settings.model_fields} | {"HT_ENV_FILE"}
+    documented = set(re.findall(r"\bHT_[A-Z0-9_]*[A-Z0-9]", text))
+    assert "HT_ENV_FILE" in documented
+    assert documented <= fields, sorted(documented - fields)
 
 
 def test_the_report_has_its_own_deployment_off_the_elt_schedule(
