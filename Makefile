@@ -47,8 +47,8 @@ run: install ## Run the pipeline once (needs HT_API_TOKEN, see .env.example)
 	$(PY) -m flows.cli run
 
 lint: install ## ruff (Python) and sqlfluff (dbt models)
-	$(VENV)/bin/ruff check flows tests bench
-	$(VENV)/bin/ruff format --check flows tests bench
+	$(VENV)/bin/ruff check flows tests bench simulator
+	$(VENV)/bin/ruff format --check flows tests bench simulator
 	cd dbt_project && ../$(VENV)/bin/sqlfluff lint models --processes 2
 
 serve: install ## Run the pipeline on its schedule (HT_SCHEDULE_CRON) until stopped

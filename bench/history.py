@@ -34,8 +34,8 @@ def ticks(start: datetime, end: datetime, cadence: timedelta = CADENCE) -> list[
 
 def _archive_ticks(data_dir: str, chunk: list[datetime], worker: int) -> int:
     """Archive the state current at each tick (skipping a state already taken)."""
-    from flows.hypertracker.simulator.market import Market
     from flows.lake.archive import RawArchive, snapshot_id_for
+    from simulator.market import Market
 
     root = Path(data_dir)
     archive = RawArchive(root / "archive", root / "quarantine")
@@ -71,8 +71,8 @@ def _archive_segments(data_dir: Path, at: datetime) -> None:
     """One /segments fetch, as the first run of a schedule makes it."""
     import orjson
 
-    from flows.hypertracker.simulator.market import Market
     from flows.lake.archive import RawArchive
+    from simulator.market import Market
 
     archive = RawArchive(data_dir / "archive", data_dir / "quarantine")
     fetch = archive.begin(f"{at:%Y%m%dT%H%M%S}000000Z-segments")

@@ -121,7 +121,7 @@ def section_rebuild(long_dir: Path) -> dict[str, Any]:
 
 def run_states(sizes: Sizes, count: int) -> list[str]:
     """Publication times of the ``count`` states after the history, as ISO strings."""
-    from flows.hypertracker.simulator.market import Market
+    from simulator.market import Market
 
     market = Market(SEED, start=MARKET_START)
     k = market.state_index_at(sizes.history_end)

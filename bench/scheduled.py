@@ -94,7 +94,7 @@ def boot_flow() -> None:
 
 
 def child(cmd_fd: int, res_fd: int) -> None:
-    from flows.hypertracker.simulator.server import SimulatedApi
+    from simulator.server import SimulatedApi
 
     token = secrets.token_urlsafe(24)
     api = SimulatedApi(seed=SEED, token=token, start=MARKET_START).start()

@@ -156,7 +156,7 @@ def simulate(
     ] = "sim-token",  # noqa: S107 - the simulator's own stand-in token, not a secret
 ) -> None:
     """Serve the simulated HyperTracker API until Ctrl-C (for trying `run`/`serve` locally)."""
-    from flows.hypertracker.simulator.server import SimulatedApi
+    from simulator.server import SimulatedApi
 
     with SimulatedApi(seed=seed, token=token, port=port) as api:
         console.print(f"simulated HyperTracker API at [bold]{api.base_url}[/]  (Ctrl-C stops)")

@@ -81,8 +81,8 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
 
 def build_demo_warehouse(*, days: float, seed: int, data_dir: Path, console: Console) -> None:
     """Steps 1-4: simulated API, N days of snapshots, warehouse, one scheduled run."""
-    from flows.hypertracker.simulator.server import SimulatedApi
     from flows.pipeline import elt_flow, warehouse_flow
+    from simulator.server import SimulatedApi
 
     token = secrets.token_urlsafe(24)
     # The market's history begins a little before the demo's window so that its first

@@ -41,7 +41,7 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture
 def sim() -> Iterator[object]:
     """A simulated HyperTracker API on a free loopback port, its clock a day into history."""
-    from flows.hypertracker.simulator.server import SimulatedApi
+    from simulator.server import SimulatedApi
 
     api = SimulatedApi(seed=11, token=SIM_TOKEN, start=SIM_START)
     api.start()

@@ -1,62 +1,38 @@
 """The pure parts of the analyst's view: the cohort ladder, colours, labels, top-N selection.
 
-Nothing here reads a file or a database, so the HTML board and the PNG charts share one
-definition of every colour and label, and unit tests pin them down.
+Nothing here reads a database, so the HTML board and the PNG charts share one definition
+of every colour and label, and unit tests pin them down. The cohorts themselves come from
+:mod:`flows.cohorts` (the dbt seed), the one place that defines them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from flows import cohorts
+from flows.cohorts import Cohort
 
 # --------------------------------------------------------------------------- the cohorts
 
-
-@dataclass(frozen=True)
-class Cohort:
-    """One HyperTracker cohort (segment) as the board shows it."""
-
-    segment_id: int
-    name: str
-    ladder: str  # "size" (perp equity) or "pnl" (all-time perp PnL)
-
-
 # Ladder order, as HyperTracker's heatmap shows it: the size ladder from the smallest wallets
 # (Shrimp, id 16) up to Leviathan (7), then the PnL ladder from the biggest winners (Money
-# Printer, 8) down to Giga-Rekt (15). It mirrors dbt_project/seeds/cohort_ladder.csv
-# (display_order); a unit test fails if the two ever disagree.
-COHORTS: tuple[Cohort, ...] = (
-    Cohort(16, "Shrimp", "size"),
-    Cohort(1, "Fish", "size"),
-    Cohort(2, "Dolphin", "size"),
-    Cohort(3, "Apex Predator", "size"),
-    Cohort(4, "Small Whale", "size"),
-    Cohort(5, "Whale", "size"),
-    Cohort(6, "Tidal Whale", "size"),
-    Cohort(7, "Leviathan", "size"),
-    Cohort(8, "Money Printer", "pnl"),
-    Cohort(9, "Smart Money", "pnl"),
-    Cohort(10, "Grinder", "pnl"),
-    Cohort(11, "Humble Earner", "pnl"),
-    Cohort(12, "Exit Liquidity", "pnl"),
-    Cohort(13, "Semi-Rekt", "pnl"),
-    Cohort(14, "Full Rekt", "pnl"),
-    Cohort(15, "Giga-Rekt", "pnl"),
-)
+# Printer, 8) down to Giga-Rekt (15). flows/cohorts.py reads it from
+# dbt_project/seeds/cohort_ladder.csv, so the board and dim_cohorts share one definition.
+COHORTS: tuple[Cohort, ...] = cohorts.COHORTS
 LADDER_ORDER: tuple[int, ...] = tuple(c.segment_id for c in COHORTS)
-COHORT_BY_ID: dict[int, Cohort] = {c.segment_id: c for c in COHORTS}
+COHORT_BY_ID: dict[int, Cohort] = cohorts.BY_ID
 LADDER_TITLES = {"size": "Size ladder (perp equity)", "pnl": "PnL ladder (all-time perp PnL)"}
 
 # The groups of the smart-vs-retail spread: the same cohorts as the dbt model
 # smart_retail_divergence_daily (an integration test checks the two agree at each day's close).
-SMART_SEGMENTS: tuple[int, ...] = (8, 9)  # Money Printer, Smart Money
-RETAIL_SEGMENTS: tuple[int, ...] = (16, 1)  # Shrimp, Fish
+SMART_SEGMENTS: tuple[int, ...] = cohorts.GROUPS["smart_money"]  # Money Printer, Smart Money
+RETAIL_SEGMENTS: tuple[int, ...] = cohorts.GROUPS["retail"]  # Shrimp, Fish
 
 
 def is_ladder_start(segment_id: int) -> bool:
     """True for the first cohort of the PnL ladder: the board draws a divider before it."""
-    return segment_id == COHORTS[8].segment_id
+    return segment_id == cohorts.PNL_LADDER[0]
 
 
 # --------------------------------------------------------------------------- colours

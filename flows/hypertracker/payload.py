@@ -28,12 +28,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
+# The cohort ladder is defined once, in flows/cohorts.py (from the dbt seed). The names are
+# re-exported here for flows/lake/normalise.py until it imports them from flows.cohorts.
+from flows.cohorts import PNL_LADDER, SIZE_LADDER
+from flows.cohorts import SEGMENT_IDS as KNOWN_SEGMENT_IDS
 from flows.hypertracker.errors import PayloadError
 
-# --- the cohort ladder as the API defines it (see shared/reference/hypertracker-api.md) ---
-KNOWN_SEGMENT_IDS: frozenset[int] = frozenset(range(1, 17))
-SIZE_LADDER: tuple[int, ...] = (16, 1, 2, 3, 4, 5, 6, 7)  # by perp equity, smallest first
-PNL_LADDER: tuple[int, ...] = (8, 9, 10, 11, 12, 13, 14, 15)  # by all-time PnL, best first
 WINDOW_ORDER: tuple[str, ...] = ("24h", "7d", "30d", "all")  # nested: each within the next
 
 # Tolerances. Values are float sums of USD notional computed by the server; adding the same

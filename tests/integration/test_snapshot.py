@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.hypertracker.errors import AuthError, PayloadError, RequestFailed
-from flows.hypertracker.simulator.faults import Fault
 from flows.lake.archive import read_zst, snapshot_id_for, write_zst
 from flows.lake.parquet import read_lake_rows
 from flows.lake.tables import LAKE_TABLES, TABLES
 from flows.pipeline import rebuild_lake, snapshot_flow
 from flows.settings import get_settings
+from simulator.faults import Fault
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from flows.hypertracker.errors import PayloadError
-from flows.hypertracker.simulator.faults import Fault
 from flows.pipeline import elt_flow
 from flows.settings import get_settings
+from simulator.faults import Fault
 from tests.conftest import SIM_TOKEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]

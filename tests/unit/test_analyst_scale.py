@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 
@@ -11,9 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.analyst import scale
-from flows.settings import PROJECT_ROOT
-
-SEED = PROJECT_ROOT / "dbt_project" / "seeds" / "cohort_ladder.csv"
 
 
 def rgb(colour: str) -> tuple[int, int, int]:
@@ -27,15 +23,6 @@ def test_ladder_order_is_size_ladder_then_pnl_ladder() -> None:
     assert scale.LADDER_ORDER == (16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
     assert [c.ladder for c in scale.COHORTS] == ["size"] * 8 + ["pnl"] * 8
     assert [s for s in scale.LADDER_ORDER if scale.is_ladder_start(s)] == [8]
-
-
-def test_ladder_matches_the_dbt_seed() -> None:
-    # The board's columns and the warehouse's dim_cohorts must never disagree.
-    with SEED.open() as fh:
-        rows = sorted(csv.DictReader(fh), key=lambda r: int(r["display_order"]))
-    assert [int(r["segment_id"]) for r in rows] == list(scale.LADDER_ORDER)
-    assert [r["cohort_name"] for r in rows] == [c.name for c in scale.COHORTS]
-    assert [r["ladder"] for r in rows] == [c.ladder for c in scale.COHORTS]
 
 
 def test_smart_and_retail_groups() -> None:

@@ -14,13 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.hypertracker.errors import PayloadError
-from flows.hypertracker.payload import (
-    PNL_LADDER,
-    SIZE_LADDER,
-    HeatmapPayload,
-    parse_heatmap,
-    parse_segments,
-)
+from flows.hypertracker.payload import HeatmapPayload, parse_heatmap, parse_segments
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "seed_heatmap_btc.json"
 URL = "http://127.0.0.1:8000/api/external/positions/heatmap?openedWithin=all"
@@ -230,11 +224,6 @@ def test_message_lists_ten_reasons_then_a_count() -> None:
     assert "heatmap[10].count" not in message
     assert "and 5 more" in message
     assert URL in message
-
-
-# --- the ladders ------------------------------------------------------------------------
-def test_ladders_cover_the_known_ids() -> None:
-    assert sorted(SIZE_LADDER + PNL_LADDER) == list(range(1, 17))
 
 
 # --- a payload of realistic size, and generated payloads -----------------------------------

@@ -16,8 +16,10 @@ import httpx
 import orjson
 import pytest
 
-from flows.hypertracker.simulator import Fault, SimulatedApi, SimulatorControl
-from flows.hypertracker.simulator.faults import EXTRA_FIELD, UNKNOWN_SEGMENT_ID
+from flows.cohorts import COHORTS
+from flows.hypertracker.payload import parse_heatmap, parse_segments
+from simulator import Fault, SimulatedApi, SimulatorControl
+from simulator.faults import EXTRA_FIELD, UNKNOWN_SEGMENT_ID
 
 TOKEN = "test-token-123"
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
@@ -89,7 +91,10 @@ def test_default_window_is_all_and_coin_is_ignored(client: httpx.Client) -> None
     assert int(default.headers["content-length"]) == len(default.content)
     assert default.content == heatmap(client, "all").content
     assert default.content == client.get(HEATMAP, params={"coin": "ETH"}).content
-    coins = default.json()["heatmap"]
+    payload = parse_heatmap(default.content, "all", str(default.url))  # raises if invalid
+    assert not payload.extra_fields
+    assert not payload.unknown_segment_ids
+    coins = payload.coins
     assert coins[0]["coin"] == "BTC"
     assert len(coins) > 300
     assert len(default.content) > 500_000
@@ -111,9 +116,9 @@ def test_status_and_segments(api: SimulatedApi, client: httpx.Client) -> None:
     threshold = datetime.fromisoformat(status["nextUpdateThreshold"].replace("Z", "+00:00"))
     assert last <= NOW < threshold
     assert last == api.last_update
-    segments = client.get("/segments").json()
-    assert [s["id"] for s in segments][:2] == [16, 1]
-    assert len(segments) == 16
+    response = client.get("/segments")
+    segments = parse_segments(response.content, str(response.url))
+    assert [s.id for s in segments] == [c.segment_id for c in COHORTS]
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(api: SimulatedApi) -> None:
@@ -262,15 +267,13 @@ def test_schema_drift_on_the_wire(api: SimulatedApi, client: httpx.Client) -> No
 
 def test_unknown_segment_is_valid_otherwise(api: SimulatedApi, client: httpx.Client) -> None:
     api.inject(Fault("unknown_segment", path="heatmap", window="30d"))
-    body = heatmap(client, "30d").json()["heatmap"]
-    for coin in body:
+    response = heatmap(client, "30d")
+    payload = parse_heatmap(response.content, "30d", str(response.url))  # raises if invalid
+    assert payload.unknown_segment_ids == {UNKNOWN_SEGMENT_ID}
+    for coin in payload.coins:
         extra = [s for s in coin["segments"] if s["segmentId"] == UNKNOWN_SEGMENT_ID]
         assert len(extra) == 1
-        seg = extra[0]
-        assert seg["count"] == seg["countLong"] + seg["countShort"] > 0
-        assert seg["totalValue"] == seg["totalLongValue"] + seg["totalShortValue"]
-        assert seg["bias"] == round(seg["totalLongValue"] / seg["totalValue"], 3)
-        assert seg["count"] <= coin["count"]
+        assert 0 < extra[0]["count"] <= coin["count"]
 
 
 def test_drift_only_targets_heatmaps() -> None:
@@ -350,7 +353,7 @@ def test_control_over_http(api: SimulatedApi, client: httpx.Client) -> None:
 
 def test_command_line_serves_until_interrupted() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "flows.hypertracker.simulator", "--port", "0", "--token", "t"]
+    cmd = [sys.executable, "-m", "simulator", "--port", "0", "--token", "t"]
     cmd += ["--now", "2026-11-03T12:00:00Z"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:

@@ -1,4 +1,4 @@
-"""``python -m flows.hypertracker.simulator``: serve the simulated API until Ctrl-C."""
+"""``python -m simulator``: serve the simulated API until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import contextlib
 import logging
 import os
 
-from flows.hypertracker.simulator.server import SimulatedApi, parse_iso
+from simulator.server import SimulatedApi, parse_iso
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line, start the server, print its base URL, wait for Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m flows.hypertracker.simulator",
+        prog="python -m simulator",
         description="Serve the simulated HyperTracker API on this machine.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")

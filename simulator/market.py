@@ -27,66 +27,42 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
 import orjson
 
+from flows.cohorts import COHORTS, PNL_LADDER, SIZE_LADDER, Cohort
+
 WINDOWS: Final = ("24h", "7d", "30d", "all")
 DEFAULT_START: Final = datetime(2026, 11, 1, tzinfo=UTC)
 
 # --- the cohort ladder ----------------------------------------------------------------------
+# The 16 cohorts come from flows/cohorts.py (the dbt seed), in ladder order: the size ladder
+# smallest first (Shrimp is id 16), then the PnL ladder best first.
+
+SIZE_IDS: Final = SIZE_LADDER  # grid rows, in order
+PNL_IDS: Final = PNL_LADDER  # grid columns, in order
+# Where each segment id (1..16, ascending) sits among the grid's row sums then column sums.
+_LADDER_IDS: Final = (*SIZE_IDS, *PNL_IDS)
+_SEGMENT_ORDER: Final = sorted(range(len(_LADDER_IDS)), key=_LADDER_IDS.__getitem__)
 
 
-@dataclass(frozen=True)
-class Cohort:
-    """One of the 16 trader cohorts of ``GET /segments``."""
+def segment_json(cohort: Cohort) -> dict[str, Any]:
+    """The cohort as ``GET /segments`` lists it (bounds in USD, None = open end)."""
+    if cohort.ladder == "size":
+        criteria = {"minEquity": cohort.lower_usd, "maxEquity": cohort.upper_usd}
+    else:
+        criteria = {"minPnl": cohort.lower_usd, "maxPnl": cohort.upper_usd}
+    return {
+        "id": cohort.segment_id,
+        "name": cohort.name,
+        "category": cohort.ladder,
+        "emoji": cohort.emoji,
+        "criteria": criteria,
+    }
 
-    id: int
-    name: str
-    category: str  # "size" (perp equity) or "pnl" (all-time perp PnL)
-    emoji: str
-    lower: int | None  # USD; None = open end
-    upper: int | None
-
-    def as_json(self) -> dict[str, Any]:
-        """The cohort as ``GET /segments`` lists it."""
-        if self.category == "size":
-            criteria = {"minEquity": self.lower, "maxEquity": self.upper}
-        else:
-            criteria = {"minPnl": self.lower, "maxPnl": self.upper}
-        return {
-            "id": self.id,
-            "name": self.name,
-            "category": self.category,
-            "emoji": self.emoji,
-            "criteria": criteria,
-        }
-
-
-# Ladder order: size ladder smallest first (Shrimp is id 16), then PnL best first.
-COHORTS: Final = (
-    Cohort(16, "Shrimp", "size", "🦐", 0, 250),
-    Cohort(1, "Fish", "size", "🐟", 250, 10_000),
-    Cohort(2, "Dolphin", "size", "🐬", 10_000, 50_000),
-    Cohort(3, "Apex Predator", "size", "🦈", 50_000, 100_000),
-    Cohort(4, "Small Whale", "size", "🐋", 100_000, 500_000),
-    Cohort(5, "Whale", "size", "🐳", 500_000, 1_000_000),
-    Cohort(6, "Tidal Whale", "size", "🌊", 1_000_000, 5_000_000),
-    Cohort(7, "Leviathan", "size", "🐉", 5_000_000, None),
-    Cohort(8, "Money Printer", "pnl", "🖨️", 1_000_000, None),
-    Cohort(9, "Smart Money", "pnl", "🧠", 100_000, 1_000_000),
-    Cohort(10, "Grinder", "pnl", "⚙️", 10_000, 100_000),
-    Cohort(11, "Humble Earner", "pnl", "🌱", 0, 10_000),
-    Cohort(12, "Exit Liquidity", "pnl", "🚪", -10_000, 0),
-    Cohort(13, "Semi-Rekt", "pnl", "🩹", -100_000, -10_000),
-    Cohort(14, "Full Rekt", "pnl", "💀", -1_000_000, -100_000),
-    Cohort(15, "Giga-Rekt", "pnl", "☠️", None, -1_000_000),
-)
-SIZE_IDS: Final = (16, 1, 2, 3, 4, 5, 6, 7)  # grid rows, in order
-PNL_IDS: Final = (8, 9, 10, 11, 12, 13, 14, 15)  # grid columns, in order
 
 # --- calibration (from the seed document's BTC example) ------------------------------------
 
@@ -408,7 +384,7 @@ class Market:
     @staticmethod
     def segments() -> list[dict[str, Any]]:
         """``GET /segments``: the 16 cohorts in ladder order."""
-        return [cohort.as_json() for cohort in COHORTS]
+        return [segment_json(cohort) for cohort in COHORTS]
 
     # --- latent dynamics -------------------------------------------------------------------
 
@@ -639,8 +615,9 @@ class Market:
         vs: np.ndarray,
     ) -> list[dict[str, Any]]:
         """Coin objects, largest first, with their segments in segmentId order."""
-        # Segment arrays (C, 16) in segmentId order 1..16: size rows 1..7, PnL columns, Shrimp.
-        order = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0]
+        # Segment arrays (C, 16): the grid's row sums (size ladder) then column sums (PnL
+        # ladder), reordered to ascending segmentId.
+        order = _SEGMENT_ORDER
 
         def ladders(a: np.ndarray) -> np.ndarray:
             return np.concatenate([a.sum(axis=2), a.sum(axis=1)], axis=1)[:, order]
@@ -650,7 +627,7 @@ class Market:
             ladders(cl).astype(np.int64).tolist(),
             ladders(cs).astype(np.int64).tolist(),
         )
-        ids = [*range(1, 17)]
+        ids = sorted(_LADDER_IDS)
         c_long, c_short = coin_long.tolist(), coin_short.tolist()
         c_nl, c_ns = coin_nl.astype(np.int64).tolist(), coin_ns.astype(np.int64).tolist()
         coins: list[dict[str, Any]] = []

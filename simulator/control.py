@@ -17,9 +17,9 @@ from typing import Any, Self
 
 import httpx
 
-from flows.hypertracker.simulator.faults import Fault
-from flows.hypertracker.simulator.market import iso_ms
-from flows.hypertracker.simulator.server import API_PREFIX
+from simulator.faults import Fault
+from simulator.market import iso_ms
+from simulator.server import API_PREFIX
 
 
 class SimulatorControl:

@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from flows.hypertracker.simulator.faults import (
+from simulator.faults import (
     DRIFT_KINDS,
     Fault,
     FaultPlan,
@@ -45,7 +45,7 @@ from flows.hypertracker.simulator.faults import (
     rate_limit_body,
     server_error_body,
 )
-from flows.hypertracker.simulator.market import DEFAULT_START, WINDOWS, Market, iso_ms
+from simulator.market import DEFAULT_START, WINDOWS, Market, iso_ms
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@
 - :mod:`.control`: :class:`SimulatorControl`, steering a server in another process.
 """
 
-from flows.hypertracker.simulator.control import SimulatorControl
-from flows.hypertracker.simulator.faults import Fault
-from flows.hypertracker.simulator.market import COHORTS, WINDOWS, Market
-from flows.hypertracker.simulator.server import SimulatedApi
+from simulator.control import SimulatorControl
+from simulator.faults import Fault
+from simulator.market import COHORTS, WINDOWS, Market
+from simulator.server import SimulatedApi
 
 __all__ = ["COHORTS", "WINDOWS", "Fault", "Market", "SimulatedApi", "SimulatorControl"]
