@@ -5,6 +5,9 @@ charts are PNG data URIs, and a Content-Security-Policy forbids loading anything
 board is a real HTML table (one ``<td class="cell">`` per coin x cohort) for every window,
 and a window switch shows one at a time.
 
+The markup lives in Jinja2 templates under ``templates/`` (autoescaped: coin names come from
+the API); this module shapes the data they show into the plain ``*View`` records below.
+
 Written atomically to ``reports/latest.html`` (the newest snapshot) and to
 ``reports/<YYYY-MM-DD>/<snapshot_id>.html`` with the PNGs beside it.
 """
@@ -13,12 +16,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
+import itertools
 import logging
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
 
 from flows import atomic
 from flows.analyst import charts, data
@@ -44,6 +51,20 @@ DEFAULT_WINDOW = "all"  # HyperTracker's own default
 HISTORY_DAYS = 30.0
 LATEST_NAME = "latest.html"
 PNG_KINDS = frozenset({"board", "history", "day-over-day"})
+TITLE = "Hyperliquid cohort positioning"
+
+TEMPLATES = Path(__file__).with_name("templates")
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+# Written by hand in this package, never from data: the only text the page takes unescaped.
+CSS = Markup((TEMPLATES / "report.css").read_text(encoding="utf-8"))  # noqa: S704
+SCRIPT = Markup((TEMPLATES / "report.js").read_text(encoding="utf-8"))  # noqa: S704
 
 
 @dataclass
@@ -58,53 +79,157 @@ class RenderedReport:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+# --------------------------------------------------------------------------- what the page shows
+
+
+@dataclass(frozen=True)
+class CellView:
+    """One ``<td class="cell">``: its texts, its colour and its ``data-*`` values."""
+
+    coin: str
+    cohort: int
+    classes: str
+    title: str  # the tooltip, one line per fact
+    first: str
+    second: str
+    background: str | None  # None: the grey comes from the ``absent`` class
+    light_ink: bool  # white text on a dark background
+    bias: str | None = None
+    usd: str | None = None
+    change_pp: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class LadderHead:
+    title: str
+    classes: str
+    span: int
+
+
+@dataclass(frozen=True)
+class CohortHead:
+    segment_id: int
+    name: str
+    classes: str
+
+
+@dataclass(frozen=True)
+class RowView:
+    coin: str
+    open_interest: str
+    cells: list[CellView]
+
+
+@dataclass(frozen=True)
+class BoardView:
+    kind: str
+    window: str
+    ladders: list[LadderHead]
+    cohorts: list[CohortHead]
+    rows: list[RowView]
+    columns: int  # the coin column and one per cohort
+
+
+@dataclass(frozen=True)
+class LegendView:
+    stops: Sequence[str]
+    left: str
+    mid: str
+    right: str
+    grey: str
+    note: str
+
+
+@dataclass(frozen=True)
+class DivergenceRow:
+    coin: str
+    smart: str
+    retail: str
+    spread: str
+    open_interest: str
+
+
+@dataclass(frozen=True)
+class ImageView:
+    alt: str
+    src: str  # a data: URI
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """Everything one window shows, in each section of the page."""
+
+    window: str
+    board: BoardView
+    change: BoardView
+    change_title: str
+    history: ImageView
+    divergence: list[DivergenceRow]
+
+
+@dataclass(frozen=True)
+class LinkView:
+    href: str
+    label: str
+
+
+@dataclass(frozen=True)
+class PageView:
+    title: str
+    coin: str
+    when: str
+    snapshot_id: str
+    is_latest: bool
+    published: str
+    snapshot_count: str
+    coin_count: int
+    cohort_count: int
+    day: str
+    default_window: str
+    windows: list[WindowView]
+    bias_legend: LegendView
+    change_legend: LegendView
+    png_links: list[LinkView]
+    docs_href: str
 
 
 # --------------------------------------------------------------------------- the board
 
 
-def _board_table(board: Board) -> str:
-    """One board as an HTML table: coins down, 16 cohorts across in ladder order."""
-    head_groups = [
-        '<th class="corner" rowspan="2" scope="col">coin<small>open interest</small></th>'
-    ]
-    for ladder in ("size", "pnl"):
-        start = " ladder-start" if ladder == "pnl" else ""
-        head_groups.append(
-            f'<th class="ladder{start}" colspan="8" scope="colgroup">'
-            f"{_e(LADDER_TITLES[ladder])}</th>"
+def _board_view(board: Board) -> BoardView:
+    """One board's table: coins down, the cohorts across in ladder order."""
+    ladders = []
+    for ladder, group in itertools.groupby(COHORTS, key=lambda c: c.ladder):
+        cohorts = list(group)
+        start = " ladder-start" if is_ladder_start(cohorts[0].segment_id) else ""
+        ladders.append(LadderHead(LADDER_TITLES[ladder], f"ladder{start}", len(cohorts)))
+    heads = [
+        CohortHead(
+            c.segment_id,
+            c.name,
+            "cohort ladder-start" if is_ladder_start(c.segment_id) else "cohort",
         )
-    head_cohorts = [
-        f'<th class="cohort{" ladder-start" if is_ladder_start(c.segment_id) else ""}" '
-        f'scope="col" data-cohort="{c.segment_id}" title="segment {c.segment_id}">{_e(c.name)}</th>'
         for c in COHORTS
     ]
-    body = []
-    for coin in board.coins:
-        cells = [
-            f'<th class="coin" scope="row">{_e(coin)}'
-            f"<small>{_e(format_usd(board.open_interest.get(coin)))}</small></th>"
-        ]
-        cells.extend(_cell(board, coin, c.segment_id, c.name) for c in COHORTS)
-        body.append(f'<tr data-coin="{_e(coin)}">{"".join(cells)}</tr>')
-    if not board.coins:
-        body.append('<tr><td colspan="17" class="empty">no coins in this window</td></tr>')
-    return (
-        f'<table class="board" data-kind="{board.kind}" data-window="{_e(board.window)}">'
-        f"<thead><tr>{''.join(head_groups)}</tr><tr>{''.join(head_cohorts)}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
+    rows = [
+        RowView(
+            coin,
+            format_usd(board.open_interest.get(coin)),
+            [_cell_view(board, coin, c.segment_id, c.name) for c in COHORTS],
+        )
+        for coin in board.coins
+    ]
+    return BoardView(board.kind, board.window, ladders, heads, rows, len(COHORTS) + 1)
 
 
-def _cell(board: Board, coin: str, segment_id: int, cohort_name: str) -> str:
+def _cell_view(board: Board, coin: str, segment_id: int, cohort_name: str) -> CellView:
     colour, first, second = charts.cell_text(board, coin, segment_id)
     cell = board.cell(coin, segment_id)
     classes = ["cell"]
     if is_ladder_start(segment_id):
         classes.append("ladder-start")
-    attrs = [f'data-coin="{_e(coin)}"', f'data-cohort="{segment_id}"']
+    values: dict[str, str] = {}
     tip = [f"{coin} · {cohort_name}"]
     if cell is not None:
         tip.append(
@@ -112,180 +237,142 @@ def _cell(board: Board, coin: str, segment_id: int, cohort_name: str) -> str:
             f"{cell.positions:,} positions"
         )
         if cell.bias is not None:
-            attrs.append(f'data-bias="{cell.bias:.4f}"')
+            values["bias"] = f"{cell.bias:.4f}"
             tip.append(f"bias {cell.bias:.3f} (net {2 * cell.bias - 1:+.3f})")
-        attrs.append(f'data-usd="{cell.total_usd:.0f}"')
+        values["usd"] = f"{cell.total_usd:.0f}"
         if board.kind == "change":
             if cell.change_pp is not None:
-                attrs.append(f'data-change-pp="{cell.change_pp:.2f}"')
+                values["change_pp"] = f"{cell.change_pp:.2f}"
                 tip.append(f"bias change {format_pp(cell.change_pp)} vs the previous close")
             if cell.status:
-                attrs.append(f'data-status="{cell.status}"')
+                values["status"] = cell.status
     else:
         tip.append("no row")
+    background: str | None = None
     if colour == ABSENT_COLOUR:
         classes.append("absent")
         if board.kind == "bias":
             tip.append("no positions: no bias")
-        style = ""
     else:
-        ink = text_colour(colour)
+        background = colour
+    return CellView(
+        coin=coin,
+        cohort=segment_id,
+        classes=" ".join(classes),
+        title="\n".join(tip),
+        first=first,
+        second=second,
+        background=background,
         # Dark text is the table's own colour: only light-on-dark needs saying, per cell.
-        style = f' style="background:{colour}{";color:#fff" if ink == "#ffffff" else ""}"'
-    second_html = f"<span>{_e(second)}</span>" if second else ""
-    return (
-        f'<td class="{" ".join(classes)}" {" ".join(attrs)}{style} title="{_e(chr(10).join(tip))}">'
-        f"<b>{_e(first)}</b>{second_html}</td>"
+        light_ink=background is not None and text_colour(background) == "#ffffff",
+        **values,
     )
 
 
-def _legend(kind: str) -> str:
-    stops = ", ".join(SHORT_TO_LONG)
+def _legend_view(kind: str) -> LegendView:
     if kind == "bias":
-        left, mid, right = "0 · all short", "0.5 · neutral", "1 · all long"
-        note = "bias = long share of the cohort's USD notional in the coin"
-        grey = "no positions (no bias)"
-    else:
-        cap = f"{CHANGE_CAP_PP:.0f}"
-        left, mid, right = f"−{cap}pp · shorter", "no change", f"+{cap}pp · longer"
-        note = "change of bias since the previous day's close, in percentage points"
-        grey = "new, closed, no previous day or no bias"
-    return (
-        '<div class="legend">'
-        f'<div class="ramp" style="background:linear-gradient(to right, {stops})"></div>'
-        f'<div class="ticks"><span>{left}</span><span>{mid}</span><span>{right}</span></div>'
-        f'<p><span class="swatch absent"></span> {grey} · {_e(note)}</p></div>'
+        return LegendView(
+            SHORT_TO_LONG,
+            "0 · all short",
+            "0.5 · neutral",
+            "1 · all long",
+            "no positions (no bias)",
+            "bias = long share of the cohort's USD notional in the coin",
+        )
+    cap = f"{CHANGE_CAP_PP:.0f}"
+    return LegendView(
+        SHORT_TO_LONG,
+        f"−{cap}pp · shorter",
+        "no change",
+        f"+{cap}pp · longer",
+        "new, closed, no previous day or no bias",
+        "change of bias since the previous day's close, in percentage points",
     )
 
 
-def _divergence_table(rows: list[Divergence], window: str) -> str:
-    if not rows:
-        return '<p class="empty">no coin where both smart money and retail hold positions</p>'
-    body = "".join(
-        f'<tr data-coin="{_e(r.coin)}"><th scope="row">{_e(r.coin)}</th>'
-        f"<td>{format_bias(r.smart_bias)}</td><td>{format_bias(r.retail_bias)}</td>"
-        f"<td>{_e(format_pp(r.spread_pp))}</td><td>{_e(format_usd(r.open_interest))}</td></tr>"
+def _divergence_rows(rows: list[Divergence]) -> list[DivergenceRow]:
+    return [
+        DivergenceRow(
+            r.coin,
+            format_bias(r.smart_bias),
+            format_bias(r.retail_bias),
+            format_pp(r.spread_pp),
+            format_usd(r.open_interest),
+        )
         for r in rows
-    )
-    return (
-        '<table class="plain"><thead><tr><th scope="col">coin</th><th scope="col">smart bias</th>'
-        '<th scope="col">retail bias</th><th scope="col">smart − retail</th>'
-        f'<th scope="col">open interest</th></tr></thead><tbody>{body}</tbody></table>'
-    )
+    ]
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def _image(png: bytes, alt: str) -> ImageView:
+    return ImageView(alt, f"data:image/png;base64,{base64.b64encode(png).decode()}")
+
+
+def _board_table(board: Board) -> str:
+    """One board rendered alone: the table the page shows for it."""
+    macro = _ENV.get_template("board.html.j2").module.board_table  # type: ignore[attr-defined]
+    return str(macro(_board_view(board)))
 
 
 # --------------------------------------------------------------------------- the page
 
-CSS = """
-:root{--ink:#1b1b1b;--muted:#5c5c5c;--rule:#d9d9d9}
-*{box-sizing:border-box}
-body{margin:0 auto;max-width:1500px;padding:16px 20px 40px;font:14px/1.45 system-ui,-apple-system,
-"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--ink);background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 6px}
-p.meta,p.note{color:var(--muted);margin:2px 0 8px}
-nav.windows{position:sticky;top:0;z-index:3;background:#fff;padding:8px 0;
-border-bottom:1px solid var(--rule)}
-nav.windows button{font:inherit;padding:4px 14px;margin-right:6px;border:1px solid #888;
-background:#fff;border-radius:4px;cursor:pointer}
-nav.windows button[aria-selected=true]{background:#1b1b1b;color:#fff;border-color:#1b1b1b}
-.scroll{overflow-x:auto}
-table.board{border-collapse:collapse;font-size:11px;margin:6px 0}
-table.board th{font-weight:600;padding:3px 4px}
-table.board thead th{background:#fff;text-align:center;vertical-align:bottom}
-th.ladder{border-bottom:2px solid var(--ink);font-size:12px}
-th.cohort{width:66px;max-width:66px;white-space:normal;line-height:1.15;font-size:10px}
-th.corner,th.coin{text-align:right;white-space:nowrap;padding-right:8px}
-th small{display:block;font-weight:400;color:var(--muted)}
-td.cell{width:66px;height:34px;text-align:center;border:1px solid #fff;padding:1px 2px;
-line-height:1.15;font-variant-numeric:tabular-nums;color:#111}
-td.cell b{display:block;font-weight:600}td.cell span{display:block;font-size:10px;opacity:.9}
-td.absent{background:repeating-linear-gradient(45deg,#c8c8c8 0 4px,#b9b9b9 4px 8px);color:#333}
-.ladder-start{border-left:4px solid var(--ink)!important}
-.legend{max-width:560px;margin:8px 0 4px;font-size:12px;color:var(--muted)}
-.ramp{height:12px;border:1px solid #999}
-.ticks{display:flex;justify-content:space-between}
-.swatch{display:inline-block;width:14px;height:10px;vertical-align:middle;border:1px solid #999}
-.swatch.absent{background:repeating-linear-gradient(45deg,#c8c8c8 0 3px,#b9b9b9 3px 6px)}
-table.plain{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
-table.plain th,table.plain td{padding:3px 10px;border-bottom:1px solid var(--rule);text-align:right}
-table.plain th[scope=row]{text-align:left}
-img{max-width:100%;height:auto}
-footer{margin-top:32px;border-top:1px solid var(--rule);padding-top:8px;color:var(--muted);
-font-size:12px}
-"""
 
-# Switches every [data-window] panel at once; the hash (#window=24h) makes a view linkable.
-# Without JavaScript every window stays visible, one after another.
-SCRIPT = """
-(function(){
-  var panels=document.querySelectorAll('.panel[data-window]');
-  var buttons=document.querySelectorAll('nav.windows button[data-show]');
-  function show(w){
-    for(var i=0;i<panels.length;i++){panels[i].hidden=panels[i].getAttribute('data-window')!==w;}
-    for(var j=0;j<buttons.length;j++){
-      buttons[j].setAttribute('aria-selected',String(buttons[j].getAttribute('data-show')===w));}
-    document.body.setAttribute('data-window',w);
-  }
-  for(var k=0;k<buttons.length;k++){buttons[k].addEventListener('click',function(){
-    var w=this.getAttribute('data-show');show(w);
-    if(window.history&&history.replaceState){history.replaceState(null,'','#window='+w);}});}
-  function fromHash(){
-    var m=/window=([0-9a-z]+)/.exec(location.hash);
-    var ok=m&&document.querySelector('nav.windows button[data-show="'+m[1]+'"]');
-    show(ok?m[1]:document.body.getAttribute('data-default-window'));
-  }
-  window.addEventListener('hashchange',fromHash);
-  fromHash();
-})();
-"""
-
-CSP = (
-    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-)
-
-
-def _page(
+def _page_view(
     *,
-    title: str,
-    meta: str,
-    windows: list[str],
+    coin: str,
+    snapshot_id: str,
+    as_of: dt.datetime,
+    is_latest: bool,
+    published_at: dt.datetime | None,
+    snapshot_count: int | None,
+    coin_count: int,
     default_window: str,
-    sections: list[str],
-    footer: str,
-) -> bytes:
-    buttons = "".join(
-        f'<button type="button" data-show="{_e(w)}" '
-        f'aria-selected="{str(w == default_window).lower()}">{_e(w)}</button>'
-        for w in windows
+    boards: Mapping[str, Board],
+    changes: Mapping[str, Board],
+    history_pngs: Mapping[str, bytes],
+    divergences: Mapping[str, list[Divergence]],
+    png_kinds: Sequence[str],
+    link_prefix: str,
+) -> PageView:
+    """What the page shows, for the windows of ``boards`` in their order."""
+    windows = [
+        WindowView(
+            window=w,
+            board=_board_view(boards[w]),
+            change=_board_view(changes[w]),
+            change_title=_change_title(changes[w], w, latest=is_latest),
+            history=_image(history_pngs[w], f"{coin} bias per cohort, window {w}"),
+            divergence=_divergence_rows(divergences[w]),
+        )
+        for w in boards
+    ]
+    return PageView(
+        title=TITLE,
+        coin=coin,
+        when=f"{as_of:%Y-%m-%d %H:%M} UTC",
+        snapshot_id=snapshot_id,
+        is_latest=is_latest,
+        published=f"{published_at:%Y-%m-%d %H:%M} UTC" if published_at else "unknown",
+        snapshot_count="?" if snapshot_count is None else str(snapshot_count),
+        coin_count=coin_count,
+        cohort_count=len(COHORTS),
+        day=f"{as_of:%Y-%m-%d}",
+        default_window=default_window,
+        windows=windows,
+        bias_legend=_legend_view("bias"),
+        change_legend=_legend_view("change"),
+        png_links=[
+            LinkView(
+                link_prefix + _dated_png(as_of, snapshot_id, kind, default_window), f"{kind}.png"
+            )
+            for kind in png_kinds
+        ],
+        docs_href=f"{link_prefix}docs.html",
     )
-    page = (
-        "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<link rel="icon" href="data:,">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head>"
-        f'<body data-default-window="{_e(default_window)}">'
-        f'<header><h1>{_e(title)}</h1><p class="meta">{meta}</p></header>'
-        f'<nav class="windows" aria-label="position-age window">'
-        f'<span class="label">Window (positions opened within): </span>{buttons}</nav>'
-        f"{''.join(sections)}<footer>{footer}</footer>"
-        f"<script>{SCRIPT}</script></body></html>\n"
-    )
+
+
+def _page(view: PageView) -> bytes:
+    page = _ENV.get_template("report.html.j2").render(page=view, css=CSS, script=SCRIPT)
     return page.encode("utf-8")
-
-
-def _window_panels(windows: list[str], render: dict[str, str]) -> str:
-    return "".join(
-        f'<div class="panel" data-window="{_e(w)}"><h3 class="window-title">window {_e(w)}</h3>'
-        f"{render[w]}</div>"
-        for w in windows
-    )
 
 
 # --------------------------------------------------------------------------- render + write
@@ -369,72 +456,23 @@ def render_report(
     timings["board charts"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    is_latest = snapshot_id == latest_id
-    published = f"{about[0]:%Y-%m-%d %H:%M} UTC" if about and about[0] else "unknown"
-    meta = (
-        f"Snapshot <b>{_e(when)}</b> (<code>{_e(snapshot_id)}</code>)"
-        f"{' · the newest' if is_latest else ' · not the newest'} · "
-        f"warehouse published {_e(published)}, {about[1] if about else '?'} snapshots · "
-        f"top {len(coins)} coins by open interest (window all), 16 cohorts"
-    )
-    board_html = _window_panels(
-        windows, {w: f'<div class="scroll">{_board_table(boards[w])}</div>' for w in windows}
-    )
-    change_html = _window_panels(
-        windows,
-        {
-            w: f'<p class="note">{_e(_change_title(changes[w], w, latest=is_latest))}</p>'
-            f'<div class="scroll">{_board_table(changes[w])}</div>'
-            for w in windows
-        },
-    )
-    history_html = _window_panels(
-        windows, {w: _img(history_pngs[w], f"{coin} bias per cohort, window {w}") for w in windows}
-    )
-    divergence_html = _window_panels(
-        windows, {w: _divergence_table(divergences[w], w) for w in windows}
-    )
-    sections = [
-        '<section id="board"><h2>Cohort bias board</h2>'
-        '<p class="note">Each cell: the cohort\'s bias (long share of its USD notional, 0.5 = '
-        "neutral) and its notional in the coin. Left of the bold line the size ladder "
-        "(wallets by perp equity, smallest first); right of it the PnL ladder (wallets by "
-        "all-time PnL, biggest winners first). Each ladder holds every position once.</p>"
-        f"{_legend('bias')}{board_html}</section>",
-        '<section id="day-over-day"><h2>Day over day</h2>'
-        '<p class="note">Bias change since the previous day\'s close, in percentage points '
-        "(second line: the change of the cohort's notional). A day after a gap in the history "
-        "has no change (never a zero); a coin listed or delisted since shows new or closed.</p>"
-        f"{_legend('change')}{change_html}</section>",
-        f'<section id="history"><h2>Cohort history: {_e(coin)}</h2>'
-        '<p class="note">Bias per cohort at every snapshot (a gap = the cohort held nothing), '
-        "and the spread between smart money (Money Printer + Smart Money) and retail "
-        "(Shrimp + Fish); the dots are the day closes of the mart "
-        "<code>smart_retail_divergence_daily</code>.</p>"
-        f"{history_html}</section>",
-        '<section id="divergence"><h2>Where smart money and retail disagree most</h2>'
-        f'<p class="note">At the close of {the_day:%Y-%m-%d}, among the board\'s coins; '
-        "bias points = (smart bias − retail bias) × 100.</p>"
-        f"{divergence_html}</section>",
-    ]
-    png_links = " · ".join(
-        f'<a href="{_e(link_prefix)}{_e(_dated_png(as_of, snapshot_id, kind, dw))}">{kind}.png</a>'
-        for kind in pngs
-    )
-    footer = (
-        f'PNG images (window {dw}): {png_links} · <a href="{_e(link_prefix)}docs.html">'
-        "warehouse docs (dbt)</a> · query it yourself: "
-        "<code>duckdb -readonly data/warehouse/analytics.duckdb</code>. "
-        "Source: HyperTracker positions heatmap, snapshots kept by this warehouse."
-    )
-    page = _page(
-        title="Hyperliquid cohort positioning",
-        meta=meta,
-        windows=windows,
+    view = _page_view(
+        coin=coin,
+        snapshot_id=snapshot_id,
+        as_of=as_of,
+        is_latest=snapshot_id == latest_id,
+        published_at=about[0] if about else None,
+        snapshot_count=about[1] if about else None,
+        coin_count=len(coins),
         default_window=dw,
-        sections=sections,
-        footer=footer,
+        boards=boards,
+        changes=changes,
+        history_pngs=history_pngs,
+        divergences=divergences,
+        png_kinds=list(pngs),
+        link_prefix=link_prefix,
     )
+    page = _page(view)
     timings["html"] = time.perf_counter() - t
     return RenderedReport(snapshot_id, as_of, page, pngs, dw, timings)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.analyst import charts, report, server
-from flows.analyst.data import Board, Cell, History
+from flows.analyst.data import Board, Cell, Divergence, History
 from flows.analyst.docs import make_offline
 from flows.analyst.scale import ABSENT_COLOUR, LADDER_ORDER, bias_colour
 
@@ -39,17 +39,17 @@ class Cells(HTMLParser):
             self._open["text"] = (self._open["text"] or "") + data + " "
 
 
-def bias_board() -> Board:
+def bias_board(coins: list[str] = COINS, window: str = "all") -> Board:
     cells = {}
-    for coin in COINS:
+    for coin in coins:
         for seg in LADDER_ORDER:
             if coin == "xyz:GOLD" and seg == 7:
                 # Leviathan holds nothing: the cell exists with zeros and no bias.
                 cells[(coin, seg)] = Cell(coin, seg, None, 0.0, 0.0, 0.0, 0)
                 continue
             cells[(coin, seg)] = Cell(coin, seg, 0.61, 31e6, 18.91e6, 12.09e6, 120)
-    oi = {"BTC": 1.4e9, "xyz:GOLD": 13e6, "<b>&": 2e6}
-    return Board("bias", "all", COINS, oi, cells, snapshot_id="20261124T153000000Z")
+    oi = dict(zip(coins, (1.4e9, 13e6, 2e6, 1e6, 5e5), strict=False))
+    return Board("bias", window, coins, oi, cells, snapshot_id="20261124T153000000Z")
 
 
 def change_board() -> Board:
@@ -122,22 +122,112 @@ def test_change_board_cells() -> None:
     assert cells[1]["data-status"] == "gap"
 
 
-def test_page_is_self_contained() -> None:
-    page = report._page(
-        title="t",
-        meta="m",
-        windows=["24h", "all"],
+WINDOWS = ["24h", "all"]
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
+
+
+def render_page(coins: list[str] = COINS, coin: str = "BTC") -> str:
+    """A whole page from boards in memory, as ``render_report`` builds it."""
+    png = b"\x89PNG\r\n\x1a\n-not-a-real-image"
+    divergence = [Divergence(c, 0.7, 0.3, 40.0, 1e6) for c in coins]
+    view = report._page_view(
+        coin=coin,
+        snapshot_id="20261124T153000000Z",
+        as_of=dt.datetime(2026, 11, 24, 15, 30, tzinfo=dt.UTC),
+        is_latest=False,
+        published_at=dt.datetime(2026, 11, 24, 15, 31, tzinfo=dt.UTC),
+        snapshot_count=12,
+        coin_count=len(coins),
         default_window="all",
-        sections=[report._window_panels(["24h", "all"], {"24h": "a", "all": "b"})],
-        footer="f",
-    ).decode()
-    assert "Content-Security-Policy" in page
-    assert "default-src 'none'" in page
+        boards={w: bias_board(coins, w) for w in WINDOWS},
+        changes={w: change_board() for w in WINDOWS},
+        history_pngs={w: png for w in WINDOWS},
+        divergences={w: divergence for w in WINDOWS},
+        png_kinds=["board", "history"],
+        link_prefix="../",
+    )
+    return report._page(view).decode()
+
+
+class Page(HTMLParser):
+    """Every start tag's attributes, the CSP and the text, entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def values(self, attr: str) -> set[str | None]:
+        return {a[attr] for _, a in self.tags if attr in a}
+
+
+def parse_page(page: str) -> Page:
+    parser = Page()
+    parser.feed(page)
+    return parser
+
+
+def test_page_is_self_contained() -> None:
+    page = render_page()
+    assert page.startswith("<!doctype html>")
+    parsed = parse_page(page)
+    (csp,) = [a for t, a in parsed.tags if t == "meta" and a.get("http-equiv")]
+    assert csp["content"] == CSP
     assert "http://" not in page
     assert "https://" not in page
     assert "<script src" not in page
+    assert page.count("<script>") == 1
+    assert page.count("<style>") == 1
+    assert report.SCRIPT in page  # the script and the style sheet go in verbatim
+    assert report.CSS in page
     assert 'data-default-window="all"' in page
-    assert page.count('class="panel"') == 2
+    assert page.count('class="panel"') == 4 * len(WINDOWS)  # board, change, history, spread
+    buttons = [a for t, a in parsed.tags if t == "button"]
+    assert [(b["data-show"], b["aria-selected"]) for b in buttons] == [
+        ("24h", "false"),
+        ("all", "true"),
+    ]
+    assert {a["src"][:22] for t, a in parsed.tags if t == "img"} == {"data:image/png;base64,"}
+    hrefs = [a["href"] for t, a in parsed.tags if t == "a"]
+    assert hrefs == [
+        "../2026-11-24/20261124T153000000Z-board-all.png",
+        "../2026-11-24/20261124T153000000Z-history-all.png",
+        "../docs.html",
+    ]
+    text = " ".join("".join(parsed.text).split())
+    assert "Snapshot 2026-11-24 15:30 UTC (20261124T153000000Z) · not the newest" in text
+    assert "12 snapshots · top 3 coins by open interest (window all), 16 cohorts" in text
+    assert "At the close of 2026-11-24" in text
+
+
+def test_page_escapes_coin_names() -> None:
+    evil = ["<script>alert(1)</script>", 'a"b', "x'y&z", "xyz:GOLD"]
+    page = render_page(evil, coin=evil[0])
+    assert "<script>alert" not in page
+    assert 'a"b' not in page
+    assert "x'y" not in page
+    assert page.count("<script>") == 1  # the page's own
+    parsed = parse_page(page)
+    # Escaped, not mangled: the parser reads every name back as it was.
+    assert parsed.values("data-coin") >= set(evil)
+    cells = parse(page)
+    assert [c["data-coin"] for c in cells if c["data-cohort"] == "16"][: len(evil)] == evil
+    text = "".join(parsed.text)
+    assert f"Cohort history: {evil[0]}" in text
+    assert {a["alt"] for t, a in parsed.tags if t == "img"} == {
+        f"{evil[0]} bias per cohort, window {w}" for w in WINDOWS
+    }
+    tips = {(c["title"] or "").split("\n")[0] for c in cells}
+    assert f"{evil[1]} · Shrimp" in tips
 
 
 def test_board_png_is_a_png() -> None:
