@@ -28,6 +28,11 @@ def _offline() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # The pipeline's modules log to their own loggers (flows.*); Prefect carries them into
+    # each run's log.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "flows")
+    # Outside a run (the demo's collection, a rebuild's lake) they log to the console only.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     # With no Prefect server configured, each process starts a temporary one; on a busy
     # 2-core machine that can take longer than Prefect's default 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

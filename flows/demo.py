@@ -45,7 +45,7 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
     """Take every simulated state from ``days`` ago until now, with a progress bar."""
     from flows.hypertracker.client import HyperTrackerClient
     from flows.pipeline import archive_for
-    from flows.snapshot import plain_steps, refresh_segments, take_snapshot
+    from flows.snapshot import refresh_segments, take_snapshot
 
     settings = get_settings()
     archive = archive_for(settings)
@@ -55,8 +55,10 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
     api.set_time(end - timedelta(days=days))
     total = int(days * 24 * 60 / 22.5)  # states come every 15-30 minutes
     taken = 0
-    quiet = logging.getLogger("flows.demo.backfill")
-    quiet.setLevel(logging.WARNING)
+    # A line per snapshot would bury the progress bar: only warnings while collecting.
+    flows_log = logging.getLogger("flows")
+    level = flows_log.level
+    flows_log.setLevel(logging.WARNING)
     with (
         HyperTrackerClient(settings) as client,
         Progress(
@@ -71,11 +73,12 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
         task = bar.add_task("history", total=total, state="")
         refresh_segments(client, archive, settings, now=end)
         while api.now < end:
-            outcome = take_snapshot(client, archive, settings, plain_steps(quiet), quiet)
+            outcome = take_snapshot(client, archive, settings)
             taken += int(outcome.stored)
             bar.update(task, completed=min(taken, total), state=outcome.snapshot_id)
             api.advance_to_next_state()
         bar.update(task, total=taken, completed=taken)
+    flows_log.setLevel(level)
     return taken
 
 

@@ -14,11 +14,9 @@ The token never appears as a flow or task parameter; the client reads it from se
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -26,15 +24,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import snapshot
-from flows.hypertracker.client import HyperTrackerClient, StateStatus
+from flows.hypertracker.client import HyperTrackerClient
 from flows.lake import parquet
-from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
+from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst
 from flows.publish import PublishResult, publish
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
 from flows.runlock import RunLocked, run_lock
 from flows.runlog import RunSummary, largest_bias_moves, record_run
 from flows.settings import Settings, get_settings
-from flows.transform import DbtOutcome, run_dbt
+from flows.transform import DbtOutcome, build, source_freshness
 from flows.warehouse import LoadResult, load_lake, wipe_warehouse
 
 TASK_OPTS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
@@ -47,18 +45,6 @@ def archive_for(settings: Settings) -> RawArchive:
 # ----------------------------------------------------------------------------- snapshot
 
 
-@task(name="read state", **TASK_OPTS)
-def read_state(client: HyperTrackerClient) -> StateStatus:
-    """Which HyperTracker state is current: its ``lastUpdate`` names the snapshot."""
-    state = client.status()
-    get_run_logger().info(
-        "HyperTracker state %s (next update expected %s)",
-        snapshot_id_for(state.last_update),
-        state.next_update,
-    )
-    return state
-
-
 def _state_kept_moving(task: Any, run: Any, state: Any) -> bool:
     try:
         state.result()
@@ -69,86 +55,27 @@ def _state_kept_moving(task: Any, run: Any, state: Any) -> bool:
     return False
 
 
+@task(name="refresh cohort ladder", **TASK_OPTS)
+def refresh_segments(client: HyperTrackerClient, settings: Settings) -> bool:
+    """Fetch ``/segments`` when the stored ladder is older than the refresh interval."""
+    return snapshot.refresh_segments(client, archive_for(settings), settings, now=datetime.now(UTC))
+
+
 # The client already retries every request (backoff, Retry-After, bounded); a task retry
 # on top would only multiply the wait. The one failure a later attempt can cure is a
 # state that kept moving through every refetch: that task waits and tries once more.
 @task(
-    name="fetch windows",
+    name="take snapshot",
     retries=1,
     retry_delay_seconds=60,
     retry_condition_fn=_state_kept_moving,
     **TASK_OPTS,
 )
-def fetch_windows(
-    client: HyperTrackerClient, archive: RawArchive, state: StateStatus, settings: Settings
-) -> snapshot.FetchedSnapshot:
-    """All windows of one state, each body archived verbatim as it arrives."""
-    log = get_run_logger()
-    started = time.perf_counter()
-    fetched = snapshot.fetch_windows(
-        client,
-        archive,
-        state,
-        settings.windows,
-        max_refetches=settings.state_change_refetches,
-        log=log,
-    )
-    for window, body in fetched.bodies.items():
-        log.info(
-            "fetched %s: %s bytes in %.2fs (HTTP %s)",
-            window,
-            f"{len(body.body):,}",
-            body.elapsed_s,
-            body.status,
-        )
-    log.info("all windows of %s in %.2fs", fetched.snapshot_id, time.perf_counter() - started)
-    return fetched
-
-
-@task(name="validate", **TASK_OPTS)
-def validate(archive: RawArchive, fetched: snapshot.FetchedSnapshot) -> snapshot.SnapshotRows:
-    """JSON types and row invariants, in DuckDB; a bad payload is quarantined, the run fails."""
-    return snapshot.validate(archive, fetched, get_run_logger())
-
-
-@task(name="archive", **TASK_OPTS)
-def commit_archive(
-    archive: RawArchive, fetched: snapshot.FetchedSnapshot, rows: snapshot.SnapshotRows
-) -> tuple[SnapshotManifest, snapshot.SnapshotRows]:
-    """Move the whole, valid snapshot into the archive with its manifest (one rename)."""
-    manifest, rows = snapshot.commit(archive, fetched, rows)
-    get_run_logger().info("archived %s", archive.snapshot_dir(manifest.snapshot_id))
-    return manifest, rows
-
-
-@task(name="land in lake", **TASK_OPTS)
-def land(lake_dir: Path, manifest: SnapshotManifest, rows: snapshot.SnapshotRows) -> dict[str, int]:
-    """Write the rows into Parquet: one file per table, each renamed into place whole."""
-    counts = snapshot.land(lake_dir, manifest, rows)
-    get_run_logger().info(
-        "landed %s: %s coin rows, %s cohort rows",
-        manifest.snapshot_id,
-        f"{counts['heatmap_coins']:,}",
-        f"{counts['heatmap_cohorts']:,}",
-    )
-    return counts
-
-
-@task(name="refresh cohort ladder", **TASK_OPTS)
-def refresh_segments(client: HyperTrackerClient, archive: RawArchive, settings: Settings) -> bool:
-    """Fetch ``/segments`` when the stored ladder is older than the refresh interval."""
-    refreshed = snapshot.refresh_segments(client, archive, settings, now=datetime.now(UTC))
-    get_run_logger().info("cohort ladder %s", "refreshed" if refreshed else "is fresh: not fetched")
-    return refreshed
-
-
-TASK_STEPS = snapshot.Steps(
-    read_state=read_state,
-    fetch_windows=fetch_windows,
-    validate=validate,
-    commit=commit_archive,
-    land=land,
-)
+def take_snapshot(
+    client: HyperTrackerClient, settings: Settings, force: bool
+) -> snapshot.SnapshotOutcome:
+    """State -> windows (archived as they arrive) -> checks -> archive -> lake."""
+    return snapshot.take_snapshot(client, archive_for(settings), settings, force=force)
 
 
 @flow(name="hypertracker-snapshot")
@@ -160,14 +87,11 @@ def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
     request made is written to the quota ledger, whether the run succeeds or not.
     """
     settings = get_settings()
-    archive = archive_for(settings)
     ledger = Ledger.open(settings)
     with HyperTrackerClient(settings) as client:
         try:
-            refresh_segments(client, archive, settings)
-            return snapshot.take_snapshot(
-                client, archive, settings, TASK_STEPS, get_run_logger(), force=force
-            )
+            refresh_segments(client, settings)
+            return take_snapshot(client, settings, force)
         finally:
             ledger.record(client.request_count)
 
@@ -177,19 +101,10 @@ def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
 
 @task(name="load warehouse", **TASK_OPTS)
 def load(settings: Settings) -> LoadResult:
-    """Append landed snapshots not yet loaded to DuckDB ``raw`` in one transaction."""
+    """Take the landed snapshots the warehouse does not have yet into ``lake.loads``."""
     result = load_lake(settings)
-    log = get_run_logger()
     if result.load_id is None:
-        log.info("nothing new in the lake to load")
-    else:
-        log.info(
-            "load %s: %d snapshots, %s rows in %.2fs",
-            result.load_id,
-            len(result.snapshot_ids),
-            f"{result.row_count:,}",
-            result.seconds,
-        )
+        get_run_logger().info("nothing new in the lake to load")
     return result
 
 
@@ -197,12 +112,11 @@ def load(settings: Settings) -> LoadResult:
 def transform(settings: Settings, *, unit_tests: bool = False) -> DbtOutcome:
     """``dbt build``: seeds, models and data tests; each node's result becomes an artifact row.
 
-    dbt's unit tests check the models' logic on fixed rows, not the data: they run in
-    ``make test`` and in a rebuild, not in every scheduled run (they are a third of its
-    dbt time).
+    A scheduled run builds the ``scheduled`` selector (dbt_project/selectors.yml: everything
+    but dbt's unit tests, which check the models' logic on fixed rows, not the data); a
+    rebuild runs the unit tests too.
     """
-    args = ["build"] if unit_tests else ["build", "--exclude-resource-type", "unit_test"]
-    outcome = run_dbt(settings, args, in_prefect=True)
+    outcome = build(settings, unit_tests=unit_tests, node_tasks=True)
     log = get_run_logger()
     for node in outcome.failures + outcome.warnings:
         log.warning("dbt %s %s: %s", node["status"], node["name"], node["message"])
@@ -230,16 +144,26 @@ def transform(settings: Settings, *, unit_tests: bool = False) -> DbtOutcome:
     return outcome
 
 
+@task(name="source freshness", **TASK_OPTS)
+def freshness(settings: Settings) -> str:
+    """``dbt source freshness`` of the snapshots (thresholds in the sources YAML), for status."""
+    result = source_freshness(settings)
+    status = result.status if result else "unknown"
+    get_run_logger().info("snapshots freshness: %s", status)
+    return status
+
+
 @task(name="publish", **TASK_OPTS)
 def publish_task(settings: Settings) -> PublishResult:
     """Write a fresh ``analytics.duckdb`` for analysts and rename it into place."""
     result = publish(settings)
     get_run_logger().info(
-        "published %s in %.2fs (%d tables copied, %s rows appended)",
+        "published %s (load %d) in %.2fs: %d views, %d tables copied",
         result.path,
+        result.load_id,
         result.seconds,
+        result.views,
         len(result.tables),
-        f"{sum(result.appended.values()):,}",
     )
     return result
 
@@ -280,6 +204,7 @@ def warehouse_flow() -> dict[str, Any]:
     loaded = load(settings)
     outcome = transform(settings)
     published = publish_task(settings)
+    freshness(settings)
     return {"load": loaded, "dbt": outcome, "publish": published}
 
 
@@ -322,6 +247,7 @@ def elt_flow(force: bool = False) -> RunSummary:
             with summary.step("publish"):
                 summary.publish = publish_task(settings)
             summary.outcome = "published"
+            freshness(settings)
             summary.moves = largest_bias_moves(settings.analytics_db_path)
     except (QuotaWouldBeExceeded, RunLocked) as exc:
         log.warning("%s", exc)

@@ -67,15 +67,15 @@ class Settings(BaseSettings):
     data_dir: Path = Field(PROJECT_ROOT / "data", description="Root of everything written.")
     dbt_project_dir: Path = PROJECT_ROOT / "dbt_project"
     dbt_node_tasks: bool = Field(
-        False, description="One Prefect task per dbt node (prefect-dbt); 5-6x slower."
+        False, description="One Prefect task per dbt node (prefect-dbt); much slower per node."
     )
 
     publish_grace_hours: float = Field(
         24.0,
         gt=0,
         description=(
-            "Hours a superseded published Parquet file is kept before it is deleted: a reader "
-            "holding an older analytics.duckdb (whose views name it) can go on that long."
+            "Hours a replaced daily-mart Parquet file is kept once no published state names it: "
+            "a reader holding an older analytics.duckdb (whose views name it) can go on that long."
         ),
     )
 
@@ -142,9 +142,9 @@ class Settings(BaseSettings):
         return self.warehouse_dir / "analytics.duckdb"
 
     @cached_property
-    def published_dir(self) -> Path:
-        """Parquet files behind analytics.duckdb's views (facts, daily marts); never rewritten."""
-        return self.warehouse_dir / "published"
+    def marts_dir(self) -> Path:
+        """The daily marts' Parquet files, one per day and build; each written once."""
+        return self.warehouse_dir / "marts"
 
     @cached_property
     def dbt_target_dir(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,8 @@ from flows.lake import parquet
 from flows.lake.archive import IncomingFetch, RawArchive, SnapshotManifest, snapshot_id_for
 from flows.lake.normalise import body_files, normalise, structure_problems
 from flows.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class StateKeptMoving(HyperTrackerError):
@@ -74,7 +76,6 @@ def fetch_windows(
     windows: Sequence[str],
     *,
     max_refetches: int,
-    log: logging.Logger | logging.LoggerAdapter,
 ) -> FetchedSnapshot:
     """Fetch all windows from one state, re-fetching when the state moves underneath."""
     for attempt in range(1, max_refetches + 2):
@@ -116,9 +117,7 @@ def fetch_windows(
     )
 
 
-def validate(
-    archive: RawArchive, fetched: FetchedSnapshot, log: logging.Logger | logging.LoggerAdapter
-) -> SnapshotRows:
+def validate(archive: RawArchive, fetched: FetchedSnapshot) -> SnapshotRows:
     """Check every window and type its rows; on any failure quarantine the fetch and raise.
 
     The checks run in DuckDB over the bodies as stored in ``_incoming`` (JSON types against
@@ -282,38 +281,37 @@ class SnapshotOutcome:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class Steps:
-    """The steps of a snapshot. The Prefect flow passes task-wrapped versions of the same
-    functions, so one composition serves the scheduled flow and the fast demo backfill."""
-
-    read_state: Callable[..., StateStatus]
-    fetch_windows: Callable[..., FetchedSnapshot]
-    validate: Callable[..., SnapshotRows]
-    commit: Callable[..., tuple[SnapshotManifest, SnapshotRows]]
-    land: Callable[..., dict[str, int]]
-
-
 def take_snapshot(
-    client: HyperTrackerClient,
-    archive: RawArchive,
-    settings: Settings,
-    steps: Steps,
-    log: logging.Logger | logging.LoggerAdapter,
-    *,
-    force: bool = False,
+    client: HyperTrackerClient, archive: RawArchive, settings: Settings, *, force: bool = False
 ) -> SnapshotOutcome:
     """State -> windows -> validate -> archive -> lake, or "no new state"."""
     started = time.perf_counter()
-    state = steps.read_state(client)
+    state = client.status()
     snapshot_id = snapshot_id_for(state.last_update)
     if archive.has_snapshot(snapshot_id) and not force:
         log.info("no new state: %s is already stored; nothing to do", snapshot_id)
         return SnapshotOutcome(snapshot_id, stored=False)
-    fetched = steps.fetch_windows(client, archive, state, settings)
-    checked = steps.validate(archive, fetched)
-    manifest, checked = steps.commit(archive, fetched, checked)
-    rows = steps.land(settings.lake_dir, manifest, checked)
+    log.info("HyperTracker state %s (next update expected %s)", snapshot_id, state.next_update)
+    fetched = fetch_windows(
+        client, archive, state, settings.windows, max_refetches=settings.state_change_refetches
+    )
+    for window, body in fetched.bodies.items():
+        log.info(
+            "fetched %s: %s bytes in %.2fs (HTTP %s)",
+            window,
+            f"{len(body.body):,}",
+            body.elapsed_s,
+            body.status,
+        )
+    checked = validate(archive, fetched)
+    manifest, checked = commit(archive, fetched, checked)
+    rows = land(settings.lake_dir, manifest, checked)
+    log.info(
+        "archived and landed %s: %s coin rows, %s cohort rows",
+        manifest.snapshot_id,
+        f"{rows['heatmap_coins']:,}",
+        f"{rows['heatmap_cohorts']:,}",
+    )
     return SnapshotOutcome(
         manifest.snapshot_id,
         stored=True,
@@ -321,22 +319,4 @@ def take_snapshot(
         bytes_fetched=sum(r.body_bytes for r in manifest.bodies.values()),
         rows=rows,
         seconds=time.perf_counter() - started,
-    )
-
-
-def plain_steps(log: logging.Logger | logging.LoggerAdapter) -> Steps:
-    """The steps as plain calls (no Prefect task per step): for backfills and the demo."""
-    return Steps(
-        read_state=lambda client: client.status(),
-        fetch_windows=lambda client, archive, state, settings: fetch_windows(
-            client,
-            archive,
-            state,
-            settings.windows,
-            max_refetches=settings.state_change_refetches,
-            log=log,
-        ),
-        validate=lambda archive, fetched: validate(archive, fetched, log),
-        commit=commit,
-        land=land,
     )

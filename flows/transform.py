@@ -1,25 +1,26 @@
-"""dbt, run from Prefect: ``dbt build`` over the build database.
+"""dbt, run in-process: ``dbt build`` over the build database, and ``dbt source freshness``.
 
-By default dbt runs in-process through ``dbtRunner`` inside one Prefect task, and every
-node's result (model, seed, test; status, time, message) is published as a Prefect table
-artifact and logged; a failing test fails the task and the run, naming the test (and, for
-a test that holds many checks, the checks that broke).
-``HT_DBT_NODE_TASKS=true`` uses ``prefect_dbt.PrefectDbtRunner`` instead, which makes each
-node a Prefect task of its own: richer in the UI, but measured 5-6x slower here (about 60 s
-against 10 s when the project had ~200 nodes, on 2 cores), too slow for a 15-minute schedule.
-The dbt project reads its DuckDB path from ``HT_BUILD_DB``, set here from the settings.
+dbt runs through ``dbtRunner`` (one Python call; every node's result comes back as a row:
+model, seed, test, status, time, message). ``HT_DBT_NODE_TASKS=true`` uses
+``prefect_dbt.PrefectDbtRunner`` instead, which makes each node a Prefect task of its own:
+richer in the UI, and much slower per node (bench/ measures it).
+
+The dbt project reads its paths from the environment: ``HT_BUILD_DB`` (the DuckDB file) and
+``HT_MARTS_DIR`` (where the daily marts' Parquet files go), set here from the settings.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from flows.settings import Settings
+
+# What a scheduled run builds: dbt_project/selectors.yml.
+SCHEDULED_SELECTOR = "scheduled"
 
 
 @dataclass
@@ -42,74 +43,43 @@ class DbtOutcome:
 
 
 def dbt_env(settings: Settings) -> None:
-    """Point dbt at the build database; keep it offline and quiet about usage stats."""
+    """Point dbt at the build database and the marts folder; keep it offline."""
     os.environ["HT_BUILD_DB"] = str(settings.build_db_path)
+    os.environ["HT_MARTS_DIR"] = str(settings.marts_dir.resolve())
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     os.environ.setdefault("DBT_PROFILES_DIR", str(settings.dbt_project_dir))
+    settings.marts_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _outcome(result: Any, database: Path) -> DbtOutcome:
+def _outcome(result: Any) -> DbtOutcome:
     rows = []
     for r in getattr(result.result, "results", None) or []:
         node = r.node
-        row = {
-            "name": node.name,
-            "unique_id": node.unique_id,
-            "resource_type": str(node.resource_type),
-            "status": str(r.status),
-            "seconds": round(float(r.execution_time or 0.0), 3),
-            "message": (r.message or "")[:300],
-            "failures": r.failures,
-        }
-        flagged = row["resource_type"] == "test" and row["status"] in ("fail", "warn")
-        if flagged:
-            row["failing_checks"] = failing_checks(database, getattr(node, "compiled_code", None))
-            if row["failing_checks"]:
-                detail = "; ".join(
-                    f"{c['check_name']}: {c['failing_rows']} row(s), e.g. {c['example_key']}"
-                    for c in row["failing_checks"]
-                )
-                row["message"] = f"{row['message']}. Failing checks: {detail}"[:1000]
-        rows.append(row)
+        rows.append(
+            {
+                "name": node.name,
+                "unique_id": node.unique_id,
+                "resource_type": str(node.resource_type),
+                "status": str(r.status),
+                "seconds": round(float(r.execution_time or 0.0), 3),
+                "message": (r.message or "")[:300],
+                "failures": r.failures,
+            }
+        )
     return DbtOutcome(success=bool(result.success), results=rows)
 
 
-def failing_checks(database: Path, sql: str | None) -> list[dict[str, Any]]:
-    """Which checks of a failed ``row_checks`` test broke, read again from the build database.
+def run_dbt(settings: Settings, args: list[str], *, node_tasks: bool = False) -> DbtOutcome:
+    """Invoke dbt with ``args`` (e.g. ``["build", "--selector", "scheduled"]``).
 
-    One such test guards many rules of a model (dbt_project/tests/generic/test_row_checks.sql),
-    and dbt only reports how many rows it returned; its rows name the checks. Run only for a
-    test that failed or warned, after dbt let go of the file. Empty for other tests, or if the
-    query cannot run again.
-    """
-    if not sql:
-        return []
-    try:
-        con = duckdb.connect(str(database), read_only=True)
-    except duckdb.Error:
-        return []
-    try:
-        cursor = con.execute(f"select * from ({sql}) as failing limit 50")
-        columns = [d[0] for d in cursor.description or []]
-        if columns[:3] != ["check_name", "failing_rows", "example_key"]:
-            return []
-        return [dict(zip(columns[:3], row[:3], strict=True)) for row in cursor.fetchall()]
-    except duckdb.Error:
-        return []
-    finally:
-        con.close()
-
-
-def run_dbt(settings: Settings, args: list[str], *, in_prefect: bool = False) -> DbtOutcome:
-    """Invoke dbt with ``args`` (e.g. ``["build"]``).
-
-    ``in_prefect`` with ``settings.dbt_node_tasks`` makes each node a Prefect task
-    (``PrefectDbtRunner``); otherwise dbt runs as one call of plain ``dbtRunner``.
+    ``node_tasks`` with ``settings.dbt_node_tasks`` makes each node a Prefect task
+    (``PrefectDbtRunner``, inside a flow run); otherwise dbt runs as one ``dbtRunner`` call.
     """
     dbt_env(settings)
     project = str(settings.dbt_project_dir)
     target = settings.dbt_target_dir
-    paths = [
+    full_args = [
+        *args,
         "--project-dir",
         project,
         "--profiles-dir",
@@ -119,9 +89,8 @@ def run_dbt(settings: Settings, args: list[str], *, in_prefect: bool = False) ->
         "--log-path",
         str(target.parent / "logs"),
     ]
-    full_args = [*args, *paths]
     try:
-        if in_prefect and settings.dbt_node_tasks:
+        if node_tasks and settings.dbt_node_tasks:
             from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
             runner = PrefectDbtRunner(
@@ -130,77 +99,58 @@ def run_dbt(settings: Settings, args: list[str], *, in_prefect: bool = False) ->
             )
             result = runner.invoke(full_args)
         else:
-            result = _invoke_with_cached_manifest(settings, full_args, paths)
+            from dbt.cli.main import dbtRunner
+
+            result = dbtRunner().invoke(full_args)
     finally:
         release_database()
-    return _outcome(result, settings.build_db_path)
+    return _outcome(result)
 
 
-# The manifest of the newest plain-dbtRunner invocation and what it was parsed from. A
-# long-lived process (``serve``) runs the same ``dbt build`` every time; parsing the project
-# again, even partially, took about 0.6-0.8 s of each scheduled build (measured, 2 cores).
-_cached_manifest: tuple[tuple[Any, ...], Any] | None = None
+def build(settings: Settings, *, unit_tests: bool = False, node_tasks: bool = False) -> DbtOutcome:
+    """``dbt build``: what the schedule builds, or everything with the unit tests too."""
+    args = ["build"] if unit_tests else ["build", "--selector", SCHEDULED_SELECTOR]
+    return run_dbt(settings, args, node_tasks=node_tasks)
 
 
-def _parse_inputs(settings: Settings, full_args: list[str]) -> tuple[Any, ...]:
-    """Everything a parse reads: the arguments, the build database's path (its name is each
-    relation's database), dbt's environment variables and every file of the project."""
-    project = settings.dbt_project_dir
-    skip = {"target", "logs", "dbt_packages"}
-    files = []
-    for folder, dirs, names in os.walk(project):
-        dirs[:] = sorted(d for d in dirs if d not in skip and not d.startswith("."))
-        for name in sorted(names):
-            stat = os.stat(os.path.join(folder, name))
-            files.append((os.path.join(folder, name), stat.st_size, stat.st_mtime_ns))
-    dbt_vars = sorted((k, v) for k, v in os.environ.items() if k.startswith("DBT_"))
-    return (tuple(full_args), str(settings.build_db_path), tuple(dbt_vars), tuple(files))
+@dataclass(frozen=True)
+class Freshness:
+    """``dbt source freshness`` of the snapshots: dbt's verdict and what it measured."""
+
+    status: str  # pass, warn, error, runtime error
+    max_loaded_at: str | None
+    snapshotted_at: str | None
+    age_s: float | None
 
 
-# Flags that change what a parse produces; they go to `dbt parse` with their values.
-_PARSE_FLAGS = ("--vars", "--target", "-t", "--profile")
+def source_freshness(settings: Settings) -> Freshness | None:
+    """Run ``dbt source freshness`` (thresholds in the sources YAML); None if dbt wrote nothing."""
+    run_dbt(settings, ["source", "freshness", "--select", "source:hypertracker.snapshots"])
+    return read_freshness(settings)
 
 
-def _invoke_with_cached_manifest(settings: Settings, full_args: list[str], paths: list[str]) -> Any:
-    """``dbtRunner`` with the manifest parsed for an identical earlier invocation, if any.
-
-    Reused only while the arguments, the environment dbt sees and every project file (path,
-    size, modification time) are unchanged, and dropped when an invocation ends in an
-    exception rather than a result; otherwise dbt parses, as it always did.
-    """
-    global _cached_manifest
-    from dbt.cli.main import dbtRunner
-
-    inputs = _parse_inputs(settings, full_args)
-    manifest = None
-    if _cached_manifest is not None and _cached_manifest[0] == inputs:
-        manifest = _cached_manifest[1]
-        if any(os.environ.get(k) != v for k, v in manifest.env_vars.items()):
-            manifest = None
-    if manifest is None:
-        _cached_manifest = None
-        parse_args = ["parse", *paths]
-        for i, arg in enumerate(full_args):
-            if arg in _PARSE_FLAGS and i + 1 < len(full_args):
-                parse_args += [arg, full_args[i + 1]]
-            elif arg.startswith(tuple(f"{flag}=" for flag in _PARSE_FLAGS)):
-                parse_args.append(arg)
-        parsed = dbtRunner().invoke(parse_args)
-        if not parsed.success or parsed.result is None:
-            # Let the invocation itself report why the project does not parse.
-            return dbtRunner().invoke(full_args)
-        manifest = parsed.result
-    result = dbtRunner(manifest=manifest).invoke(full_args)
-    _cached_manifest = (inputs, manifest) if result.exception is None else None
-    return result
+def read_freshness(settings: Settings) -> Freshness | None:
+    """The snapshots' freshness as the newest ``dbt source freshness`` recorded it."""
+    path = settings.dbt_target_dir / "sources.json"
+    if not path.exists():
+        return None
+    for row in json.loads(path.read_bytes()).get("results", []):
+        if row.get("unique_id", "").endswith(".snapshots"):
+            return Freshness(
+                status=row.get("status", "unknown"),
+                max_loaded_at=row.get("max_loaded_at"),
+                snapshotted_at=row.get("snapshotted_at"),
+                age_s=row.get("max_loaded_at_time_ago_in_s"),
+            )
+    return None
 
 
 def release_database() -> None:
     """Close the DuckDB file dbt-duckdb keeps open after a run (its ``keep_open`` default).
 
-    In a long-lived process (``serve``) that handle would hold ``build.duckdb`` for good:
-    other processes could not open it, and this process could not open it read-only.
-    dbt-duckdb has no public call for it, hence the private attribute, guarded.
+    In a long-lived process that handle would hold ``build.duckdb`` for good: other
+    processes could not open it, and this process could not open it read-only. dbt-duckdb
+    has no public call for it, hence the private attribute, guarded.
     """
     try:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager

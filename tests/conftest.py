@@ -21,6 +21,8 @@ os.environ["HT_ENV_FILE"] = ""
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "flows")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 # A token no test could produce by accident: the secrecy test searches every file for it.
 SIM_TOKEN = "tok_SECRET_7f3a9c_do_not_leak_e41b"

@@ -1,16 +1,15 @@
 {#
-    Test scope for the big, ever-growing tables.
+    Test scope for the views over the lake, which hold every snapshot ever taken in.
 
     dbt wraps every generic test's `model` in get_where_subquery(), which applies the test's
-    `where` config. This override adds two forms, so that a test costs the size of one load
-    rather than of the whole history, and still sees every row once, as it arrives:
+    `where` config. This override adds two forms, so that a test costs one load rather than
+    the whole history, and still sees every row once, as it arrives:
 
-    - `where: "newest_load"`: only the rows of the newest load that brought snapshots
-      (`_load_id` = the highest _load_id in raw.snapshots, a small table). Cheap on views too:
-      the id is inlined as a literal, which reaches the raw scans behind them.
-    - `where: "newest:<column>"`: only the rows whose <column> equals its maximum in the
-      relation itself (for tables, e.g. the daily marts' _max_load_id: the rows the newest
-      run rebuilt).
+    - `where: newest_load`: the rows of the newest load (`_load_id` = the highest load id in
+      lake.loads), on the days that load brought (`snapshot_date`): both are inlined as
+      literals, so the filter reaches the lake scans as a partition filter.
+    - `where: "newest:<column>"`: the rows whose <column> equals its maximum in the relation
+      (for the daily marts, _max_load_id: the days the newest build rewrote).
 
     `dbt build --vars '{test_full_history: true}'` drops both limits and tests every row.
     Any other `where` value behaves exactly as in dbt's own macro.
@@ -18,26 +17,33 @@
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') or '' -%}
     {%- if where == 'newest_load' or where.startswith('newest:') -%}
-        {%- if var('test_full_history', false) -%}
+        {%- if var('test_full_history', false) or not execute -%}
             {%- do return(relation) -%}
         {%- endif -%}
-        {#- The newest id is read first and inlined as a literal, so that the filter reaches
-            the scans behind a view whatever join order DuckDB picks. -#}
         {%- if where == 'newest_load' -%}
-            {%- set column = '_load_id' -%}
             {%- set newest_query -%}
-                select max(_load_id) from {{ source('hypertracker', 'snapshots') }}
+                select
+                    load_id,
+                    string_agg(distinct 'date ''' || snapshot_date || '''', ', ') as days
+                from {{ source('hypertracker', 'loads') }}
+                where load_id = (select max(load_id) from {{ source('hypertracker', 'loads') }})
+                group by load_id
             {%- endset -%}
+            {%- set newest = run_query(newest_query) -%}
+            {%- if newest.rows | length == 0 -%}
+                {%- set condition = 'false' -%}
+            {%- else -%}
+                {%- set condition = 'snapshot_date in (' ~ newest.rows[0][1] ~ ') and _load_id = '
+                    ~ newest.rows[0][0] -%}
+            {%- endif -%}
         {%- else -%}
             {%- set column = where[7:] | trim -%}
             {%- set newest_query -%}
                 select max({{ column }}) from {{ relation }}
             {%- endset -%}
+            {%- set newest = run_query(newest_query).columns[0].values()[0] -%}
+            {%- set condition = column ~ ' = ' ~ (newest if newest is not none else 'null') -%}
         {%- endif -%}
-        {%- set newest = run_query(newest_query).columns[0].values()[0] if execute else none -%}
-        {%- set condition -%}
-            {{ column }} = {{ newest if newest is not none else 'null' }}
-        {%- endset -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ condition }}) as dbt_subquery
         {%- endset -%}

@@ -2,9 +2,7 @@
 
 DuckDB's JSON reader parses the stored bodies (zstd files, as archived) straight into typed
 columns, several snapshots per call; one SQL pass then checks every invariant the API keeps
-(``payload.py`` lists them) and, for a snapshot, the relations across its windows. Doing
-this in Python cost 3.6x DuckDB's own ``read_json`` of the same files; through here the
-whole way from JSON to the lake and into DuckDB measured 2.1x (bench/results/).
+(``payload.py`` lists them) and, for a snapshot, the relations across its windows.
 
 The reader converts where the API's contract does not: a number sent as the string
 ``"12.5"`` would silently become 12.5. :func:`structure_problems` closes that gap for live
@@ -29,17 +27,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from flows.cohorts import PNL_LADDER, SEGMENT_IDS, SIZE_LADDER
 from flows.hypertracker.payload import (
     BIAS_TOL,
-    KNOWN_SEGMENT_IDS,
     MAX_EXAMPLES,
-    PNL_LADDER,
-    SIZE_LADDER,
     VALUE_ABS_TOL,
     VALUE_REL_TOL,
     WINDOW_ORDER,
 )
-from flows.lake.tables import LAKE_TABLES
+from flows.lake.tables import TABLES
 
 # Counts are read as DOUBLE and checked to be whole before the cast: read as BIGINT, DuckDB
 # would round 2.5 to 3 without a word.
@@ -169,26 +165,18 @@ def normalise(files: Sequence[BodyFile], *, checks_across_windows: bool = True) 
         windows = [w for w in WINDOW_ORDER if w in present]
         warnings = _checks_across_windows(con, windows) if checks_across_windows else {}
         if problems:  # rows of a rejected body are never landed: do not type them
-            coins = LAKE_TABLES["heatmap_coins"].empty_table()
-            cohorts = LAKE_TABLES["heatmap_cohorts"].empty_table()
+            coins = TABLES["heatmap_coins"].empty_table()
+            cohorts = TABLES["heatmap_cohorts"].empty_table()
         else:
-            coins = con.sql(_COINS_SQL).to_arrow_table().cast(LAKE_TABLES["heatmap_coins"])
-            cohorts = con.sql(_COHORTS_SQL).to_arrow_table().cast(LAKE_TABLES["heatmap_cohorts"])
+            coins = con.sql(_COINS_SQL).to_arrow_table().cast(TABLES["heatmap_coins"])
+            cohorts = con.sql(_COHORTS_SQL).to_arrow_table().cast(TABLES["heatmap_cohorts"])
     finally:
         con.close()
     return Normalised(coins, cohorts, problems, unknown, warnings)
 
 
-# totalValue as the lake stores it (see lake/tables.py): the residual, and the API's double
-# itself only where adding the residual back would not restore it bit for bit.
-_LAKE_TOTAL = """
-    totalValue - (totalLongValue + totalShortValue) AS total_value_residual,
-    CASE WHEN (totalLongValue + totalShortValue) + (totalValue - (totalLongValue
-        + totalShortValue)) IS DISTINCT FROM totalValue THEN totalValue END AS total_value_exact,
-"""
-
-_COINS_SQL = f"""
-SELECT snapshot_id, last_update, "window", coin, {_LAKE_TOTAL}
+_COINS_SQL = """
+SELECT snapshot_id, last_update, "window", coin, totalValue AS total_value,
     totalLongValue AS total_long_value, totalShortValue AS total_short_value,
     count::BIGINT AS count, countLong::BIGINT AS count_long,
     countShort::BIGINT AS count_short, len(segments)::SMALLINT AS segment_count
@@ -198,11 +186,11 @@ ORDER BY i, k
 
 _COHORTS_SQL = f"""
 SELECT snapshot_id, last_update, "window", coin, segmentId::SMALLINT AS segment_id,
-    {_LAKE_TOTAL}
-    totalLongValue AS total_long_value, totalShortValue AS total_short_value,
+    totalValue AS total_value, totalLongValue AS total_long_value,
+    totalShortValue AS total_short_value,
     count::BIGINT AS count, countLong::BIGINT AS count_long,
     countShort::BIGINT AS count_short, bias,
-    segmentId IN {tuple(sorted(KNOWN_SEGMENT_IDS))} AS is_known_segment
+    segmentId IN {tuple(sorted(SEGMENT_IDS))} AS is_known_segment
 FROM _segments
 ORDER BY i, k, j
 """
@@ -321,7 +309,7 @@ def _problems(
 
 
 def _unknown_segments(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[int]]:
-    known = tuple(sorted(KNOWN_SEGMENT_IDS))
+    known = tuple(sorted(SEGMENT_IDS))
     rows = con.execute(
         'SELECT snapshot_id, "window", list(DISTINCT segmentId::BIGINT ORDER BY segmentId::BIGINT) '
         f"FROM _segments WHERE segmentId NOT IN {known} GROUP BY ALL"

@@ -27,18 +27,10 @@ import pyarrow.parquet as pq
 
 from flows import atomic
 from flows.lake.archive import SnapshotManifest, day_of, parse_iso, snapshot_id_for
-from flows.lake.tables import (
-    SEGMENTS,
-    SNAPSHOT_TABLES,
-    SNAPSHOTS,
-    TABLES,
-    select_from_lake,
-)
+from flows.lake.tables import SEGMENTS, SNAPSHOT_TABLES, SNAPSHOTS, TABLES
 
 # Besides strings and timestamps, the columns whose values repeat a lot.
-DICTIONARY_COLUMNS = frozenset(
-    {"bias", "segment_id", "is_known_segment", "http_status", "total_value_residual"}
-)
+DICTIONARY_COLUMNS = frozenset({"bias", "segment_id", "is_known_segment", "http_status"})
 
 
 def _naive(ts: datetime | None) -> datetime | None:
@@ -97,11 +89,10 @@ def segments_table(body: bytes, fetched_at: datetime) -> pa.Table:
 def write_table(path: Path, table: pa.Table) -> None:
     """Write one lake file atomically: zstd, with dictionaries where values repeat.
 
-    Measured on simulated snapshots: names, ids, timestamps, the API's 3-decimal ``bias``
-    (at most 1,001 distinct values) and the total-value residual (almost always 0.0) shrink
-    most as dictionaries; the USD values are full-precision doubles, for which plain zstd
-    beat byte-stream-split here. zstd level 5 was both smaller and ~2x faster than level 9
-    on the cohort file (247 kB in 9 ms against 251 kB in 18 ms).
+    Names, ids, timestamps and the API's 3-decimal ``bias`` (at most 1,001 distinct values)
+    repeat, so they are dictionary-encoded; the USD values are full-precision doubles, kept
+    as the API sent them, with plain zstd (byte-stream-split made them larger on simulated
+    snapshots; bench/ measures the lake's size).
     """
     dict_cols = [
         f.name
@@ -158,7 +149,7 @@ def read_lake_rows(lake_dir: Path, table: str) -> pa.Table:
     with duckdb.connect() as con:
         return (
             con.sql(
-                f"SELECT {select_from_lake(table)} FROM read_parquet($files)",
+                "SELECT * FROM read_parquet($files, hive_partitioning = false)",
                 params={"files": [str(f) for f in files]},
             )
             .to_arrow_table()

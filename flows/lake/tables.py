@@ -76,7 +76,7 @@ SEGMENTS = pa.schema(
     ]
 )
 
-# The tables as the warehouse's ``raw`` schema holds them: the API's fields, typed.
+# The lake's tables by name; the warehouse reads each as a view of the same name (schema lake).
 TABLES: dict[str, pa.Schema] = {
     "snapshots": SNAPSHOTS,
     "heatmap_coins": HEATMAP_COINS,
@@ -85,36 +85,3 @@ TABLES: dict[str, pa.Schema] = {
 }
 # The three tables written once per snapshot (segments is written once per ladder fetch).
 SNAPSHOT_TABLES = ("snapshots", "heatmap_coins", "heatmap_cohorts")
-
-# --- how the lake files store them ---------------------------------------------------------
-# totalValue is long + short, so storing it again costs a third of a cohort row's bytes for
-# nothing: the USD values are full-precision doubles that no codec squeezes. The lake keeps
-# ``total_value_residual = total_value - (long + short)`` (almost always 0.0: one dictionary
-# entry) and, for the rare row where adding the residual back would not give the API's
-# double bit for bit, that double in ``total_value_exact``. Loading restores total_value
-# exactly (TOTAL_VALUE_FROM_LAKE); the normaliser checks the round trip for every row.
-TOTAL_VALUE_FROM_LAKE = (
-    "coalesce(total_value_exact, (total_long_value + total_short_value) + total_value_residual)"
-)
-_LAKE_TOTAL = [
-    pa.field("total_value_residual", pa.float64(), nullable=False),
-    pa.field("total_value_exact", pa.float64(), nullable=True),
-]
-
-
-def _lake_schema(schema: pa.Schema) -> pa.Schema:
-    fields: list[pa.Field] = []
-    for f in schema:
-        fields.extend(_LAKE_TOTAL if f.name == "total_value" else [f])
-    return pa.schema(fields)
-
-
-LAKE_TABLES: dict[str, pa.Schema] = {name: _lake_schema(s) for name, s in TABLES.items()}
-
-
-def select_from_lake(table: str) -> str:
-    """The SELECT list that reads a lake file back as the ``raw`` table's columns."""
-    return ", ".join(
-        f"{TOTAL_VALUE_FROM_LAKE} AS total_value" if f.name == "total_value" else f'"{f.name}"'
-        for f in TABLES[table]
-    )

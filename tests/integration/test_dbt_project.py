@@ -1,24 +1,32 @@
-"""The dbt project on its own: it builds on an empty warehouse, and its unit tests pass."""
+"""The dbt project on its own: it builds on an empty warehouse, its unit tests pass, and a
+broken invariant in the lake fails the build, naming the test."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from flows.lake.parquet import lake_path, write_table
+from flows.lake.tables import TABLES
 from flows.settings import get_settings
-from flows.transform import run_dbt
-from flows.warehouse import connect, ensure_raw_schema
+from flows.transform import build
+from flows.warehouse import connect, load_lake, register_lake
 
 pytestmark = pytest.mark.integration
+
+SID = "20261101T000000000Z"
+AT = datetime(2026, 11, 1)
 
 
 def test_dbt_builds_on_an_empty_warehouse_with_all_unit_tests(tmp_path: Path) -> None:
     settings = get_settings(data_dir=tmp_path / "data")
     con = connect(settings.build_db_path)
-    ensure_raw_schema(con)
+    register_lake(con, settings.lake_dir)
     con.close()
-    outcome = run_dbt(settings, ["build"])
+    outcome = build(settings, unit_tests=True)
     assert outcome.success, [f"{f['name']}: {f['message']}" for f in outcome.failures]
     assert outcome.count("unit_test") >= 15
     assert outcome.count("model") >= 15
@@ -26,35 +34,36 @@ def test_dbt_builds_on_an_empty_warehouse_with_all_unit_tests(tmp_path: Path) ->
     assert not [r for r in outcome.results if r["status"] == "skipped"]
 
 
+def land(lake_dir: Path, table: str, row: dict[str, object]) -> None:
+    schema = TABLES[table]
+    write_table(lake_path(lake_dir, table, SID), pa.Table.from_pylist([row], schema=schema))
+
+
 def test_a_broken_invariant_fails_the_build_and_names_the_test(tmp_path: Path) -> None:
     settings = get_settings(data_dir=tmp_path / "data")
-    con = connect(settings.build_db_path)
-    ensure_raw_schema(con)
-    # One snapshot whose cohort row breaks count == long + short.
-    con.execute(
-        """
-        insert into raw.snapshots values ('20261101T000000000Z', '2026-11-01 00:00:00', 'all',
-            null, '2026-11-01 00:00:01', 'http://x/positions/heatmap?openedWithin=all', 200,
-            10, 'sha', 1, 1);
-        insert into raw.heatmap_coins values ('20261101T000000000Z', '2026-11-01 00:00:00',
-            'all', 'BTC', 200.0, 100.0, 100.0, 4, 2, 2, 1, 1);
-        insert into raw.heatmap_cohorts values ('20261101T000000000Z', '2026-11-01 00:00:00',
-            'all', 'BTC', 16, 200.0, 100.0, 100.0, 5, 2, 2, 0.5, true, 1);
-        insert into raw._loads values (1, '2026-11-01 00:00:02', '2026-11-01 00:00:03',
-            'completed', 1, 3, ['20261101T000000000Z'], null);
-        """
-    )
-    con.close()
-    outcome = run_dbt(settings, ["build", "--exclude-resource-type", "unit_test"])
+    keys = {"snapshot_id": SID, "last_update": AT, "window": "all"}
+    measures = {"count": 4, "count_long": 2, "count_short": 2}
+    # A cohort row with more long value than total: its bias comes out above 1.
+    land(
+        settings.lake_dir,
+        "heatmap_cohorts",
+        {**keys, "coin": "BTC", "segment_id": 16, "total_value": 200.0, "bias": 0.5,
+         "total_long_value": 300.0, "total_short_value": 100.0, **measures,
+         "is_known_segment": True},
+    )  # fmt: skip
+    land(
+        settings.lake_dir,
+        "heatmap_coins",
+        {**keys, "coin": "BTC", "total_value": 200.0, "total_long_value": 100.0,
+         "total_short_value": 100.0, **measures, "segment_count": 1},
+    )  # fmt: skip
+    land(
+        settings.lake_dir,
+        "snapshots",
+        {**keys, "next_update": None, "fetched_at": AT, "url": "http://x/positions/heatmap",
+         "http_status": 200, "body_bytes": 10, "body_sha256": "sha", "coin_count": 1},
+    )  # fmt: skip
+    assert load_lake(settings).snapshot_ids == [SID]
+    outcome = build(settings)
     assert not outcome.success
-    assert [f["name"] for f in outcome.failures] == ["fct_cohort_snapshots_checks"]
-    (failure,) = outcome.failures
-    # One test holds all of the fact's row checks: its rows, and the message, say which broke.
-    assert failure["failing_checks"] == [
-        {
-            "check_name": "counts_add_up",
-            "failing_rows": 1,
-            "example_key": "snapshot_id=20261101T000000000Z, window=all, coin=BTC, segment_id=16",
-        }
-    ]
-    assert "counts_add_up: 1 row(s)" in failure["message"]
+    assert [f["name"] for f in outcome.failures] == ["fct_cohort_snapshots_bias_in_unit_range"]

@@ -55,12 +55,12 @@ def marts_content(db: Path) -> dict[str, list[tuple]]:
         con.close()
 
 
-def raw_duplicates(db: Path) -> int:
+def fact_duplicates(db: Path) -> int:
     con = duckdb.connect(str(db), read_only=True)
     try:
         return con.execute(
             'SELECT count(*) FROM (SELECT snapshot_id, "window", coin, segment_id, count(*) n '
-            "FROM raw.heatmap_cohorts GROUP BY ALL HAVING n > 1)"
+            "FROM marts.fct_cohort_snapshots GROUP BY ALL HAVING n > 1)"
         ).fetchone()[0]
     finally:
         con.close()
@@ -123,7 +123,7 @@ def test_two_overlapping_runs_corrupt_nothing(env: Path, sim) -> None:
     # One run published; the other waited for the lock, then found the state stored.
     assert sorted(results) == ["no new data", "published"]
     settings = get_settings()
-    assert raw_duplicates(settings.build_db_path) == 0
+    assert fact_duplicates(settings.build_db_path) == 0
 
 
 def test_a_reader_holding_analytics_open_sees_complete_states_and_blocks_nothing(
@@ -209,8 +209,8 @@ def analytics_matches_build(settings: Settings) -> None:
         marts = [
             t
             for (t,) in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'build' "
-                "AND schema_name = 'marts'"
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'build' "
+                "AND table_schema = 'marts' AND table_name NOT LIKE '%__dbt_%'"
             ).fetchall()
         ]
         assert marts
@@ -224,7 +224,7 @@ def analytics_matches_build(settings: Settings) -> None:
         con.close()
 
 
-def test_each_publish_exports_only_the_days_its_run_rebuilt(env: Path, sim) -> None:
+def test_each_build_writes_only_the_days_it_rebuilt(env: Path, sim) -> None:
     settings = get_settings()
     daily = [
         "cohort_bias_daily",
@@ -233,28 +233,27 @@ def test_each_publish_exports_only_the_days_its_run_rebuilt(env: Path, sim) -> N
         "coin_day_over_day",
         "smart_retail_divergence_daily",
     ]
-    first = elt_flow()
-    assert first.outcome == "published"
-    listed: dict[str, list[str]] = {}
+    assert elt_flow().outcome == "published"
+    listed = {t: view_files(settings.analytics_db_path, t) for t in daily}
+    days_seen = set()
     for step in range(3):  # the new snapshots span two days or more
         sim.advance(timedelta(hours=9))
         summary = elt_flow()
         assert summary.outcome == "published"
-        day = summary.snapshot.snapshot_id[:8]
-        day = f"{day[:4]}-{day[4:6]}-{day[6:]}"
-        exported = summary.publish.exported
-        for t in daily:
-            # One new snapshot: its day is the only one rebuilt, so the only one exported
-            # (the day after it, which day over day also rebuilds, has no rows yet).
-            assert exported[t] == [f"day-{day}"], (step, t, exported[t])
-        for t in ("fct_cohort_snapshots", "fct_coin_snapshots"):
-            assert f"load-{summary.load.load_id:09d}" in exported[t], (t, exported[t])
+        sid = summary.snapshot.snapshot_id
+        day = f"{sid[:4]}-{sid[4:6]}-{sid[6:8]}"
+        days_seen.add(day)
         now = {t: view_files(settings.analytics_db_path, t) for t in daily}
-        for t, files in listed.items():  # the other days are the very same files as before
-            assert {f for f in files if f"day-{day}" not in f} <= set(now[t]), t
+        for t in daily:
+            # One new snapshot: its day is the only one rewritten (the day after it, which
+            # day over day also rebuilds, has no rows yet); every other day keeps its file.
+            new = set(now[t]) - set(listed[t])
+            assert {f.split("snapshot_date=")[1][:10] for f in new} == {day}, (step, t, new)
+            assert len(new) == 1, (step, t, new)
+            assert {f for f in listed[t] if f"snapshot_date={day}" not in f} <= set(now[t]), t
         listed = now
         analytics_matches_build(settings)
-    assert len({f.split("/")[-1][:14] for f in listed["coin_bias_daily"]}) >= 2  # days
+    assert len(days_seen) >= 2
 
 
 def view_files(db: Path, view: str) -> list[str]:
@@ -276,19 +275,19 @@ def test_superseded_files_are_deleted_once_the_grace_period_has_passed(
     sim.advance_to_next_state()
     summary = elt_flow()
     assert summary.publish.retired >= 5  # the day's earlier version, one per daily mart
-    published = get_settings().published_dir
-    on_disk = {p for p in published.glob("*/*.parquet")}
+    marts_dir = get_settings().marts_dir
+    on_disk = {p for p in marts_dir.glob("*/*/*.parquet")}
     monkeypatch.setenv("HT_PUBLISH_GRACE_HOURS", str(1 / 3600))
     time.sleep(1.5)
     sim.advance_to_next_state()
     summary = elt_flow()
     assert summary.publish.deleted > 0
-    gone = on_disk - {p for p in published.glob("*/*.parquet")}
+    gone = on_disk - {p for p in marts_dir.glob("*/*/*.parquet")}
     assert len(gone) == summary.publish.deleted
     # What remains is exactly what the live analytics file names, plus what this run retired.
     named = {
         Path(f)
-        for view in ("fct_coin_snapshots", "cohort_bias_daily", "coin_day_over_day")
+        for view in ("cohort_bias_daily", "coin_day_over_day")
         for f in view_files(get_settings().analytics_db_path, view)
     }
     assert not gone & named
@@ -328,7 +327,9 @@ def same_row(a: tuple, b: tuple) -> bool:
     return True
 
 
-def test_a_load_killed_mid_transaction_leaves_no_duplicates(env: Path, sim) -> None:
+def test_a_load_killed_before_it_commits_leaves_nothing_and_the_rerun_loads_once(
+    env: Path, sim
+) -> None:
     from flows.pipeline import snapshot_flow
     from flows.warehouse import load_lake
 
@@ -338,14 +339,13 @@ def test_a_load_killed_mid_transaction_leaves_no_duplicates(env: Path, sim) -> N
     script = textwrap.dedent(
         """
         import time, flows.warehouse as w
-        real = w._insert
-        def slow_insert(con, table, files, load_id):
-            n = real(con, table, files, load_id)
-            print("inserted", table, n, flush=True)
+        real = w.day_of
+        def slow_day_of(snapshot_id):
+            print("loading", snapshot_id, flush=True)
             time.sleep(60)
-            return n
-        w._insert = slow_insert
-        from flows.settings import Settings, get_settings
+            return real(snapshot_id)
+        w.day_of = slow_day_of
+        from flows.settings import get_settings
         w.load_lake(get_settings())
         """
     )
@@ -358,20 +358,20 @@ def test_a_load_killed_mid_transaction_leaves_no_duplicates(env: Path, sim) -> N
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert line.startswith("inserted"), line
+    assert line.startswith("loading"), line
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
     settings = get_settings()
     result = load_lake(settings)  # the rerun loads everything, once
     assert len(result.snapshot_ids) == 2
-    assert raw_duplicates(settings.build_db_path) == 0
+    assert load_lake(settings).load_id is None
     con = duckdb.connect(str(settings.build_db_path), read_only=True)
     try:
-        statuses = con.execute("select status from raw._loads order by load_id").fetchall()
+        loads = con.execute("select load_id, count(*) from lake.loads group by 1").fetchall()
     finally:
         con.close()
-    assert statuses == [("interrupted",), ("completed",)]
+    assert loads == [(1, 2)]
 
 
 def test_a_served_deployment_runs_on_its_schedule(env: Path, sim) -> None:

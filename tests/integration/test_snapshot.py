@@ -12,7 +12,7 @@ import pytest
 from flows.hypertracker.errors import AuthError, PayloadError, RequestFailed
 from flows.lake.archive import read_zst, snapshot_id_for, write_zst
 from flows.lake.parquet import read_lake_rows
-from flows.lake.tables import LAKE_TABLES, TABLES
+from flows.lake.tables import TABLES
 from flows.pipeline import rebuild_lake, snapshot_flow
 from flows.settings import get_settings
 from simulator.faults import Fault
@@ -46,7 +46,7 @@ def test_clean_snapshot_lands_whole(env: Path, sim) -> None:
     day = folder.parent.name
     for table in ("snapshots", "heatmap_coins", "heatmap_cohorts"):
         path = env / "lake" / table / day / f"{outcome.snapshot_id}.parquet"
-        assert pq.read_schema(path).remove_metadata() == LAKE_TABLES[table].remove_metadata()
+        assert pq.read_schema(path).remove_metadata() == TABLES[table].remove_metadata()
     coins = read_lake_rows(env / "lake", "heatmap_coins")
     cohorts = read_lake_rows(env / "lake", "heatmap_cohorts")
     assert set(coins.column("window").to_pylist()) == {"24h", "7d", "30d", "all"}

@@ -1,21 +1,12 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='snapshot_date',
-        on_schema_change='fail',
-    )
-}}
+{{ config(materialized='daily_parquet', meta={'publish': 'view'}) }}
 
--- depends_on: {{ ref('stg_hypertracker__snapshots') }}  (read on incremental runs only)
+-- depends_on: {{ source('hypertracker', 'loads') }}  (daily_rebuild_days reads it)
 
--- Incremental by day: a run rebuilds only the days that received a snapshot since the last
--- run (delete+insert on snapshot_date), so its cost is one day's snapshots, not the history.
+-- By day: a build rebuilds only the days that received a snapshot since the last build
+-- (macros/daily_parquet.sql), so its cost is a day's snapshots, not the history.
 
-{% if is_incremental() %}
-    {#- The days that received a snapshot since the last run: only these are rebuilt. -#}
-    {%- set rebuild_days = changed_snapshot_dates() -%}
-{% endif %}
+{#- The days that received a snapshot since the last build (none: every day). -#}
+{%- set rebuild_days = daily_rebuild_days() %}
 
 with
 
@@ -23,7 +14,7 @@ daily_closes as (
 
     select * from {{ ref('int_daily_closes') }}
 
-    {% if is_incremental() %}
+    {% if rebuild_days is not none %}
         where snapshot_date in {{ rebuild_days }}
     {% endif %}
 
@@ -33,7 +24,7 @@ cohort_snapshots as (
 
     select * from {{ ref('fct_cohort_snapshots') }}
 
-    {% if is_incremental() %}
+    {% if rebuild_days is not none %}
         where snapshot_date in {{ rebuild_days }}
     {% endif %}
 

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='snapshot_date',
-        on_schema_change='fail',
-    )
-}}
+{{ config(materialized='daily_parquet', meta={'publish': 'view'}, rebuild_offsets=[0, 1]) }}
 
 {#- The semantics (gaps, new and closed coins) are written out in the docs block
     coin_day_over_day in _marts__docs.md and pinned by unit tests. -#}
@@ -14,14 +7,12 @@
     'long_positions', 'short_positions', 'total_positions',
 ] %}
 
--- depends_on: {{ ref('stg_hypertracker__snapshots') }}  (read on incremental runs only)
+-- depends_on: {{ source('hypertracker', 'loads') }}  (daily_rebuild_days reads it)
 
-{% if is_incremental() %}
-    {#- Rebuilt: the days that received a snapshot since the last run, and the day after each
-        (it compares itself with them). Read: those days and the day before each. -#}
-    {%- set rebuild_days = changed_snapshot_dates(offsets=[0, 1]) -%}
-    {%- set read_days = changed_snapshot_dates(offsets=[-1, 0, 1]) -%}
-{% endif %}
+{#- Rebuilt: the days that received a snapshot since the last build, and the day after each
+    (it compares itself with them). Read: those days and the day before each. None: all. -#}
+{%- set rebuild_days = daily_rebuild_days() %}
+{%- set read_days = daily_rebuild_days(offsets=[-1, 0, 1]) %}
 
 with
 
@@ -29,7 +20,7 @@ day_pairs as (
 
     select * from {{ ref('int_daily_closes_paired') }}
 
-    {% if is_incremental() %}
+    {% if rebuild_days is not none %}
         where snapshot_date in {{ rebuild_days }}
     {% endif %}
 
@@ -39,7 +30,7 @@ coin_days as (
 
     select * from {{ ref('coin_bias_daily') }}
 
-    {% if is_incremental() %}
+    {% if read_days is not none %}
         where snapshot_date in {{ read_days }}
     {% endif %}
 

@@ -44,6 +44,7 @@ final as (
         cohort_ladder.lower_bound_usd,
         cohort_ladder.upper_bound_usd,
         cohort_ladder.display_order,
+        cohort_ladder.cohort_group,
         latest_segments.cohort_name as api_cohort_name,
         latest_segments.api_category,
         latest_segments.emoji,

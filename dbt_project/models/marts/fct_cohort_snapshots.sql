@@ -1,16 +1,6 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        meta={'publish': 'append'},
-    )
-}}
-
--- Append-only by load: each run adds the loads newer than the newest one here. The filter
--- is a literal on _load_id and comes first, so it reaches both raw scans behind
--- int_cohort_positions_completed and zone maps skip the older loads
--- (macros/incremental_helpers.sql says why a literal).
+{{ config(materialized='view', meta={'publish': 'view'}) }}
+-- A view over the lake: nothing is stored twice. A filter on snapshot_date reaches the lake
+-- scans as a partition filter, so a day's rows cost a day's files.
 
 with
 
@@ -18,15 +8,10 @@ cohort_positions as (
 
     select * from {{ ref('int_cohort_positions_completed') }}
 
-    {% if is_incremental() %}
-        where _load_id > {{ incremental_watermark('_load_id') }}
-    {% endif %}
-
 ),
 
 -- Each ladder partitions the coin's positions: a cohort's share of its ladder's total is its
--- share of the coin's open interest (a group-by and join: about twice as fast here as a
--- window function over the same partition).
+-- share of the coin's open interest.
 ladder_totals as (
 
     select

@@ -1,25 +1,12 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        meta={'publish': 'append'},
-    )
-}}
-
--- Append-only by load: each run adds the loads newer than the newest one here. The filter is
--- a literal on _load_id, so it reaches the raw table scan and zone maps skip the older loads
--- (macros/incremental_helpers.sql says why a literal).
+{{ config(materialized='view', meta={'publish': 'view'}) }}
+-- A view over the lake: nothing is stored twice. A filter on snapshot_date reaches the lake
+-- scan as a partition filter, so a day's rows cost a day's files.
 
 with
 
 coin_positions as (
 
     select * from {{ ref('stg_hypertracker__coin_positions') }}
-
-    {% if is_incremental() %}
-        where _load_id > {{ incremental_watermark('_load_id') }}
-    {% endif %}
 
 ),
 

@@ -1,13 +1,23 @@
 -- The newest snapshot as the HyperTracker heatmap shows it: one row per coin and window, one
--- column pair per cohort. Rebuilt in full each run, but it reads one snapshot only.
+-- column pair per cohort (from the seed). Rebuilt in full each run, but it reads one
+-- snapshot only: its id and day come from the small load ledger, and the day reaches the
+-- lake scans as a partition filter.
+
+-- depends_on: {{ ref('cohort_ladder') }}  (cohort_columns reads it)
 
 with
 
 latest_snapshot as (
 
-    select max(snapshot_id) as snapshot_id
+    select
+        snapshot_id,
+        snapshot_date
 
-    from {{ ref('stg_hypertracker__snapshots') }}
+    from {{ ref('stg_hypertracker__loads') }}
+
+    order by snapshot_id desc
+
+    limit 1
 
 ),
 
@@ -15,7 +25,9 @@ coin_snapshots as (
 
     select * from {{ ref('fct_coin_snapshots') }}
 
-    where snapshot_id = (select latest_snapshot.snapshot_id from latest_snapshot)
+    where
+        snapshot_date = (select latest_snapshot.snapshot_date from latest_snapshot)
+        and snapshot_id = (select latest_snapshot.snapshot_id from latest_snapshot)
 
 ),
 
@@ -23,19 +35,21 @@ cohort_snapshots as (
 
     select * from {{ ref('fct_cohort_snapshots') }}
 
-    where snapshot_id = (select latest_snapshot.snapshot_id from latest_snapshot)
+    where
+        snapshot_date = (select latest_snapshot.snapshot_date from latest_snapshot)
+        and snapshot_id = (select latest_snapshot.snapshot_id from latest_snapshot)
 
 ),
 
 cohort_columns as (
 
     select
-        {% for segment_id, slug in board_cohorts() %}
-            max(case when segment_id = {{ segment_id }} then bias end) as {{ slug }}_bias,
-            max(case when segment_id = {{ segment_id }} then total_usd end) as {{ slug }}_usd,
-        {% endfor %}
         "window",
         coin
+        {%- for segment_id, slug in cohort_columns() %},
+        max(case when segment_id = {{ segment_id }} then bias end) as {{ slug }}_bias,
+        max(case when segment_id = {{ segment_id }} then total_usd end) as {{ slug }}_usd
+        {%- endfor %}
 
     from cohort_snapshots
 
@@ -60,7 +74,7 @@ final as (
         coin_snapshots.short_positions,
         coin_snapshots.bias,
         coin_snapshots.long_positions_share,
-        {% for segment_id, slug in board_cohorts() %}
+        {% for segment_id, slug in cohort_columns() %}
             cohort_columns.{{ slug }}_bias,
             cohort_columns.{{ slug }}_usd,
         {% endfor %}

@@ -1,29 +1,20 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='snapshot_date',
-        on_schema_change='fail',
-    )
-}}
+{{ config(materialized='daily_parquet', meta={'publish': 'view'}) }}
 
--- depends_on: {{ ref('stg_hypertracker__snapshots') }}  (read on incremental runs only)
+-- depends_on: {{ source('hypertracker', 'loads') }}  (daily_rebuild_days reads it)
 
 -- Who leans which way at the day's close: value-weighted long share (sum long / sum total)
--- of the PnL winners, of the smallest accounts and of the PnL losers, and the gaps between
--- them. Groups (segment ids): smart = Money Printer + Smart Money (8, 9); retail = Shrimp +
--- Fish (16, 1); losers = Exit Liquidity, Semi-Rekt, Full Rekt, Giga-Rekt (12-15).
+-- of each cohort group, and the gaps between them. Which cohort is in which group is the
+-- seed's cohort_group; the columns are named by the prefixes below.
 
 {%- set groups = {
-    'smart': '8, 9',
-    'retail': '16, 1',
-    'losers': '12, 13, 14, 15',
+    'smart': 'smart_money',
+    'retail': 'retail',
+    'losers': 'losers',
+    'whales': 'whales',
 } %}
 
-{% if is_incremental() %}
-    {#- The days that received a snapshot since the last run: only these are rebuilt. -#}
-    {%- set rebuild_days = changed_snapshot_dates() -%}
-{% endif %}
+{#- The days that received a snapshot since the last build (none: every day). -#}
+{%- set rebuild_days = daily_rebuild_days() %}
 
 with
 
@@ -31,17 +22,34 @@ cohort_days as (
 
     select * from {{ ref('cohort_bias_daily') }}
 
-    {% if is_incremental() %}
+    {% if rebuild_days is not none %}
         where snapshot_date in {{ rebuild_days }}
     {% endif %}
 
 ),
 
+cohort_groups as (
+
+    select
+        segment_id,
+        cohort_group
+
+    from {{ ref('cohort_ladder') }}
+
+),
+
 cohort_closes as (
 
-    select * from cohort_days
+    select
+        cohort_days.*,
+        cohort_groups.cohort_group
 
-    where is_present_at_close
+    from cohort_days
+
+    inner join cohort_groups
+        on cohort_days.segment_id = cohort_groups.segment_id
+
+    where cohort_days.is_present_at_close
 
 ),
 
@@ -52,13 +60,13 @@ grouped as (
         "window",
         coin,
         close_snapshot_id,
-        {% for group, segment_ids in groups.items() %}
+        {% for prefix, cohort_group in groups.items() %}
             sum(
-                case when segment_id in ({{ segment_ids }}) then long_usd else 0 end
-            ) as {{ group }}_long_usd,
+                case when cohort_group = '{{ cohort_group }}' then long_usd else 0 end
+            ) as {{ prefix }}_long_usd,
             sum(
-                case when segment_id in ({{ segment_ids }}) then total_usd else 0 end
-            ) as {{ group }}_total_usd,
+                case when cohort_group = '{{ cohort_group }}' then total_usd else 0 end
+            ) as {{ prefix }}_total_usd,
         {% endfor %}
         max(_max_load_id) as _max_load_id
 
@@ -94,6 +102,7 @@ final as (
         {% endfor %}
         (smart_bias - retail_bias) * 100 as smart_minus_retail_pp,
         (smart_bias - losers_bias) * 100 as smart_minus_losers_pp,
+        (whales_bias - retail_bias) * 100 as whales_minus_retail_pp,
         _max_load_id
 
     from biased

@@ -6,20 +6,9 @@ source as (
 
 ),
 
--- Dedupe without a window function over the big table: keep the rows written by the newest
--- load of their (snapshot, window), read from the small snapshots table. A filter on _load_id
--- downstream (the incremental facts) then reaches the raw scan through this join, and
--- DuckDB's zone maps skip the row groups of older loads.
-snapshot_loads as (
+loads as (
 
-    select
-        snapshot_id,
-        "window",
-        max(_load_id) as _load_id
-
-    from {{ source('hypertracker', 'snapshots') }}
-
-    group by snapshot_id, "window"
+    select * from {{ source('hypertracker', 'loads') }}
 
 ),
 
@@ -30,7 +19,8 @@ renamed as (
         cast(source."window" as varchar) as "window",
         cast(source.coin as varchar) as coin,
         cast(source.last_update as timestamp) as last_update,
-        cast(source.last_update as date) as snapshot_date,
+        -- The lake's partition column: a filter on snapshot_date skips other days' files.
+        cast(source.date as date) as snapshot_date,
         cast(source.total_long_value as double) as long_usd,
         cast(source.total_short_value as double) as short_usd,
         cast(source.total_value as double) as total_usd,
@@ -38,15 +28,12 @@ renamed as (
         cast(source.count_short as bigint) as short_positions,
         cast(source.count as bigint) as total_positions,
         cast(source.segment_count as smallint) as reported_cohort_count,
-        cast(source._load_id as bigint) as _load_id
+        cast(loads.load_id as bigint) as _load_id
 
     from source
 
-    inner join snapshot_loads
-        on
-            source.snapshot_id = snapshot_loads.snapshot_id
-            and source."window" = snapshot_loads."window"
-            and source._load_id = snapshot_loads._load_id
+    inner join loads
+        on source.snapshot_id = loads.snapshot_id
 
 )
 
