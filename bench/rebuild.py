@@ -59,7 +59,7 @@ def main(out: Path) -> None:
         result = original_load(settings)
         path = settings.build_db_path
         facts["raw_duckdb_bytes"] = path.stat().st_size
-        facts["rows"] = result.rows
+        facts["snapshots"] = len(result.snapshot_ids)
         return result
 
     pipeline.rebuild_lake = timed("lake from archive", rebuild_lake)

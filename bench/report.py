@@ -324,7 +324,7 @@ def _section_storage(results: dict[str, Any]) -> list[str]:
         "parquet_lake": "Parquet lake (3 tables)",
         "duckdb_raw": "DuckDB raw tables (build.duckdb after load)",
         "duckdb_build_with_marts": "build.duckdb with every dbt model",
-        "analytics_db_plus_published": "analytics.duckdb + published Parquet",
+        "analytics_db_plus_marts": "analytics.duckdb + daily marts Parquet",
     }
     lines = [
         "## 6. Storage",

@@ -36,14 +36,14 @@ def measure(data_dir: Path, raw_duckdb_bytes: int | None) -> dict[str, Any]:
     analytics = (
         settings.analytics_db_path.stat().st_size if settings.analytics_db_path.exists() else 0
     )
-    published = dir_bytes(settings.published_dir)
+    published = dir_bytes(settings.marts_dir)
     per = {
         "raw_json": json_bytes / n,
         "archive_zstd": archive_bytes / n,
         "parquet_lake": parquet_bytes / n,
         "duckdb_raw": (raw_duckdb_bytes or 0) / n,
         "duckdb_build_with_marts": build / n,
-        "analytics_db_plus_published": (analytics + published) / n,
+        "analytics_db_plus_marts": (analytics + published) / n,
     }
     # Where a cohort file's bytes go, column by column (one file from the middle).
     import pyarrow.parquet as pq
@@ -75,7 +75,7 @@ def measure(data_dir: Path, raw_duckdb_bytes: int | None) -> dict[str, Any]:
             "duckdb_raw": raw_duckdb_bytes,
             "build_duckdb": build,
             "analytics_duckdb": analytics,
-            "published_parquet": published,
+            "marts_parquet": published,
         },
         "json_over_parquet": round(json_bytes / parquet_bytes, 2) if parquet_bytes else None,
     }

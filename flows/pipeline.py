@@ -1,7 +1,7 @@
 """The flows. Read top to bottom, they are the pipeline:
 
     snapshot   state -> four windows -> validate -> archive -> lake
-    warehouse  lake -> DuckDB raw -> dbt build -> publish analytics.duckdb
+    warehouse  lake (read in place) -> load ledger -> dbt build -> publish analytics.duckdb
     elt        snapshot, then warehouse (what the schedule runs)
     report     analytics.duckdb -> the heatmap report (on its own, slower schedule)
     rebuild    archive -> lake -> warehouse, from the raw archive alone

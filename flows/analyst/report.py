@@ -573,7 +573,6 @@ def _relink(report: RenderedReport) -> bytes:
 def prune_reports(reports_dir: Path, *, keep_days: int, today: dt.date | None = None) -> int:
     """Delete dated report folders older than ``keep_days``; return how many were removed.
 
-    A report is about 2 MB (page and PNGs), so one every 15 minutes is about 190 MB a day.
     Only ``<YYYY-MM-DD>`` folders are touched; ``latest.html`` and ``docs.html`` never are.
     """
     if keep_days < 1:
@@ -594,8 +593,7 @@ def prune_reports(reports_dir: Path, *, keep_days: int, today: dt.date | None = 
 def keep_day_close(reports_dir: Path) -> int:
     """In each dated folder keep only the newest snapshot's report: the day's close so far.
 
-    A scheduled run writes a report every 15-30 minutes; kept whole that is ~190 MB a day,
-    while the close is what a dated copy is for. Snapshot ids sort as time. Returns the
+    A report is drawn after every published run; the close is what a dated copy is for. Snapshot ids sort as time. Returns the
     number of files removed.
     """
     removed = 0

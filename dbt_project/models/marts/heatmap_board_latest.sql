@@ -43,13 +43,16 @@ cohort_snapshots as (
 
 cohort_columns as (
 
+    -- The cohort columns come from the seed, which a lint's empty database lacks.
+    -- noqa: disable=LT02
     select
+        {% for segment_id, slug in cohort_columns() %}
+            max(case when segment_id = {{ segment_id }} then bias end) as {{ slug }}_bias,
+            max(case when segment_id = {{ segment_id }} then total_usd end) as {{ slug }}_usd,
+        {% endfor %}
         "window",
         coin
-        {%- for segment_id, slug in cohort_columns() %},
-        max(case when segment_id = {{ segment_id }} then bias end) as {{ slug }}_bias,
-        max(case when segment_id = {{ segment_id }} then total_usd end) as {{ slug }}_usd
-        {%- endfor %}
+    -- noqa: enable=LT02
 
     from cohort_snapshots
 
