@@ -593,8 +593,8 @@ def prune_reports(reports_dir: Path, *, keep_days: int, today: dt.date | None = 
 def keep_day_close(reports_dir: Path) -> int:
     """In each dated folder keep only the newest snapshot's report: the day's close so far.
 
-    A report is drawn after every published run; the close is what a dated copy is for. Snapshot ids sort as time. Returns the
-    number of files removed.
+    A report is drawn after every published run; the close is what a dated copy is for.
+    Snapshot ids sort as time. Returns the number of files removed.
     """
     removed = 0
     for folder in reports_dir.glob("????-??-??"):
