@@ -57,14 +57,15 @@ def lake_view_sql(lake_dir: Path, table: str) -> str:
     """The SELECT behind ``lake.<table>``: every file of the table, with its ``date`` partition.
 
     Before the first file of a table exists, a typed empty row set with the same columns,
-    so that the models compile and run on an empty installation.
+    so that the models compile and run on an empty installation. Every file of a table has
+    the table's schema (flows/lake/tables.py), so the files are read by position: matching
+    them by name would open every file's footer at each query.
     """
     schema = TABLES[table]
     folder = lake_dir.resolve() / table
     if any(folder.glob("date=*/*.parquet")):
         files = quote(str(folder / "date=*" / "*.parquet"))
-        options = "hive_partitioning = true, union_by_name = true"
-        return f"SELECT * FROM read_parquet({files}, {options})"
+        return f"SELECT * FROM read_parquet({files}, hive_partitioning = true)"
     columns = [f'NULL::{ARROW_TO_DUCKDB[f.type]} AS "{f.name}"' for f in schema]
     return f'SELECT {", ".join(columns)}, NULL::DATE AS "date" WHERE false'
 

@@ -6,8 +6,10 @@
     the whole history, and still sees every row once, as it arrives:
 
     - `where: newest_load`: the rows of the newest load (`_load_id` = the highest load id in
-      lake.loads), on the days that load brought (`snapshot_date`): both are inlined as
-      literals, so the filter reaches the lake scans as a partition filter.
+      lake.loads), on the days and snapshots that load brought: all inlined as literals, so
+      the lake scans skip other days' folders (partition filter) and other snapshots' files
+      (Parquet statistics). A load of more than 500 snapshots (a first build, a rebuild) is
+      scoped by day and load.
     - `where: "newest:<column>"`: the rows whose <column> equals its maximum in the relation
       (for the daily marts, _max_load_id: the days the newest build rewrote).
 
@@ -24,7 +26,9 @@
             {%- set newest_query -%}
                 select
                     load_id,
-                    string_agg(distinct 'date ''' || snapshot_date || '''', ', ') as days
+                    string_agg(distinct 'date ''' || snapshot_date || '''', ', ') as days,
+                    string_agg('''' || snapshot_id || '''', ', ') as snapshot_ids,
+                    count(*) as snapshots
                 from {{ source('hypertracker', 'loads') }}
                 where load_id = (select max(load_id) from {{ source('hypertracker', 'loads') }})
                 group by load_id
@@ -33,8 +37,16 @@
             {%- if newest.rows | length == 0 -%}
                 {%- set condition = 'false' -%}
             {%- else -%}
-                {%- set condition = 'snapshot_date in (' ~ newest.rows[0][1] ~ ') and _load_id = '
-                    ~ newest.rows[0][0] -%}
+                {%- set row = newest.rows[0] -%}
+                {#- By snapshot ids where there are few (a filter on _load_id would hide them
+                    from the scans), by load where there are many. -#}
+                {%- if row[3] <= 500 -%}
+                    {%- set condition = 'snapshot_date in (' ~ row[1] ~ ') and snapshot_id in ('
+                        ~ row[2] ~ ')' -%}
+                {%- else -%}
+                    {%- set condition = 'snapshot_date in (' ~ row[1] ~ ') and _load_id = '
+                        ~ row[0] -%}
+                {%- endif -%}
             {%- endif -%}
         {%- else -%}
             {%- set column = where[7:] | trim -%}

@@ -62,9 +62,9 @@ def build_docs(settings: Settings, *, lock: bool = True, out_dir: Path | None = 
     started = time.perf_counter()
     if lock:
         with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="docs build"):
-            outcome = run_dbt(settings, ["docs", "generate", "--static"], in_prefect=False)
+            outcome = run_dbt(settings, ["docs", "generate", "--static"])
     else:
-        outcome = run_dbt(settings, ["docs", "generate", "--static"], in_prefect=False)
+        outcome = run_dbt(settings, ["docs", "generate", "--static"])
     page = settings.dbt_target_dir / "static_index.html"
     if not outcome.success or not page.exists():
         raise DocsError(

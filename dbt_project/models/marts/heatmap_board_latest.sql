@@ -1,33 +1,18 @@
 -- The newest snapshot as the HyperTracker heatmap shows it: one row per coin and window, one
 -- column pair per cohort (from the seed). Rebuilt in full each run, but it reads one
--- snapshot only: its id and day come from the small load ledger, and the day reaches the
--- lake scans as a partition filter.
+-- snapshot only (macros/newest_snapshot_filter.sql).
 
 -- depends_on: {{ ref('cohort_ladder') }}  (cohort_columns reads it)
 
+{%- set newest = newest_snapshot_filter(ref('stg_hypertracker__loads')) %}
+
 with
-
-latest_snapshot as (
-
-    select
-        snapshot_id,
-        snapshot_date
-
-    from {{ ref('stg_hypertracker__loads') }}
-
-    order by snapshot_id desc
-
-    limit 1
-
-),
 
 coin_snapshots as (
 
     select * from {{ ref('fct_coin_snapshots') }}
 
-    where
-        snapshot_date = (select latest_snapshot.snapshot_date from latest_snapshot)
-        and snapshot_id = (select latest_snapshot.snapshot_id from latest_snapshot)
+    where {{ newest }}
 
 ),
 
@@ -35,9 +20,7 @@ cohort_snapshots as (
 
     select * from {{ ref('fct_cohort_snapshots') }}
 
-    where
-        snapshot_date = (select latest_snapshot.snapshot_date from latest_snapshot)
-        and snapshot_id = (select latest_snapshot.snapshot_id from latest_snapshot)
+    where {{ newest }}
 
 ),
 
