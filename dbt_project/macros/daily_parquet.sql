@@ -2,7 +2,8 @@
     The daily marts: one row set per day (column snapshot_date), kept as Parquet, one file per
     day, each written once under a name no file had before (the build's start time). The
     model's relation is a view over the current file of each day, and the ledger
-    _marts.files (in the build database) says which file that is.
+    _marts.files (in the build database, created by the project's on-run-start) says which
+    file that is.
 
     A build writes only the days that daily_rebuild_days() names (every day on the first or
     a full build), as new files, and marks the files they replace as no longer current; it
@@ -36,12 +37,6 @@
     {% call statement('main') -%}
         create or replace table {{ staged }} as ({{ sql }})
     {%- endcall %}
-
-    {% do run_query(
-        "create schema if not exists _marts; "
-        ~ "create table if not exists _marts.files (model varchar not null, day date, "
-        ~ "path varchar not null, written_at timestamp not null, is_current boolean not null)"
-    ) %}
 
     {% do run_query(
         "copy (select * from " ~ staged ~ " order by snapshot_date) to '" ~ folder ~ "' "

@@ -1,1 +1,1 @@
-"""The source system: HyperTracker's API, its client, payload schema and a simulated server."""
+"""The source system: HyperTracker's API, its client and the payload contract."""
