@@ -133,8 +133,8 @@ def _manifests(inp: Path) -> list[Any]:
 def live(inp: Path, work: Path) -> dict[str, Any]:
     """One snapshot at a time, as the scheduled run checks and lands it, then one load."""
     from flows import snapshot
+    from flows.lake.from_archive import archive_for
     from flows.lake.normalise import body_files, normalise, structure_problems
-    from flows.pipeline import archive_for
     from flows.settings import get_settings
     from flows.warehouse import load_lake
 
@@ -171,7 +171,7 @@ def live(inp: Path, work: Path) -> dict[str, Any]:
 def rebuild(inp: Path, work: Path, *, verify: bool) -> dict[str, Any]:
     """``rebuild_lake`` from the archive folders, then ``load_lake``; ``verify=False`` is the
     bulk variant (no sha256 pass)."""
-    from flows.pipeline import rebuild_lake
+    from flows.lake.from_archive import rebuild_lake
     from flows.settings import get_settings
     from flows.warehouse import load_lake
 

@@ -40,10 +40,10 @@ def main(out: Path) -> None:
 
         return wrapper
 
-    original_rebuild_lake = pipeline.rebuild_lake
+    original_rebuild_lake = pipeline.from_archive.rebuild_lake
 
     def rebuild_lake(settings: Any, *, progress: Any = None) -> int:
-        every = max(1, len(list(pipeline.archive_for(settings).manifests())) // 10)
+        every = max(1, len(pipeline.archive_for(settings).snapshot_ids()) // 10)
 
         def report(i: int, n: int) -> None:
             if progress:
@@ -62,7 +62,7 @@ def main(out: Path) -> None:
         facts["snapshots"] = len(result.snapshot_ids)
         return result
 
-    pipeline.rebuild_lake = timed("lake from archive", rebuild_lake)
+    pipeline.from_archive.rebuild_lake = timed("lake from archive", rebuild_lake)
     pipeline.wipe_warehouse = timed("wipe warehouse", pipeline.wipe_warehouse)
     pipeline.load = timed("load", load)
     pipeline.transform = timed("dbt build", pipeline.transform)

@@ -64,3 +64,18 @@ def rename_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     fsync_dir(dst.parent)
     fsync_dir(src.parent)
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete temporary files a killed writer left under ``root``; return how many.
+
+    Only safe while no writer is at work (the run lock): a live writer's temporary file
+    has the same name pattern.
+    """
+    removed = 0
+    if root.is_dir():
+        for path in root.rglob(TMP_PREFIX + "*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

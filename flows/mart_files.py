@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 FILES = "_marts.files"
 RETIRED = "_marts.retired"
+PUBLISHED = "_marts.published"
 
 
 def _ensure(con: duckdb.DuckDBPyConnection) -> None:
@@ -35,6 +36,25 @@ def _ensure(con: duckdb.DuckDBPyConnection) -> None:
         f"CREATE TABLE IF NOT EXISTS {RETIRED} "
         "(path VARCHAR PRIMARY KEY, retired_at TIMESTAMP NOT NULL)"
     )
+    con.execute(f"CREATE TABLE IF NOT EXISTS {PUBLISHED} (path VARCHAR PRIMARY KEY)")
+
+
+def record_published(con: duckdb.DuckDBPyConnection, named: set[str]) -> None:
+    """Remember the files the new analytics file names (see :func:`roll_back`)."""
+    _ensure(con)
+    con.execute(f"DELETE FROM {PUBLISHED}")
+    if named:
+        con.executemany(f"INSERT INTO {PUBLISHED} VALUES (?)", [(p,) for p in sorted(named)])
+
+
+def roll_back(con: duckdb.DuckDBPyConnection) -> None:
+    """Make the published files the current ones again, after a build whose tests failed.
+
+    The next build then rewrites, from the published state, exactly the days of the loads
+    still unpublished; a file that build wrote is retired like any replaced file.
+    """
+    _ensure(con)
+    con.execute(f"UPDATE {FILES} SET is_current = path IN (SELECT path FROM {PUBLISHED})")
 
 
 def files_named(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -14,8 +14,6 @@ The token never appears as a flow or task parameter; the client reads it from se
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,23 +21,27 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows import snapshot
+from flows import atomic, mart_files, snapshot
 from flows.hypertracker.client import HyperTrackerClient
-from flows.lake import parquet
-from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst
+from flows.lake import from_archive
+from flows.lake.from_archive import archive_for
 from flows.publish import PublishResult, publish
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
 from flows.runlock import RunLocked, run_lock
 from flows.runlog import RunSummary, largest_bias_moves, record_run
 from flows.settings import Settings, get_settings
 from flows.transform import DbtOutcome, build, source_freshness
-from flows.warehouse import LoadResult, load_lake, wipe_warehouse
+from flows.warehouse import (
+    LoadResult,
+    connect,
+    hold_unpublished,
+    load_lake,
+    readmit,
+    unpublished_loads,
+    wipe_warehouse,
+)
 
 TASK_OPTS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
-
-
-def archive_for(settings: Settings) -> RawArchive:
-    return RawArchive(settings.archive_dir, settings.quarantine_dir)
 
 
 # ----------------------------------------------------------------------------- snapshot
@@ -135,13 +137,50 @@ def transform(settings: Settings, *, unit_tests: bool = False) -> DbtOutcome:
         ],
         description="dbt build: every model, seed and test of this run",
     )
-    if not outcome.success:
-        names = ", ".join(f"{f['name']} ({f['status']})" for f in outcome.failures) or "see log"
-        raise RuntimeError(
-            f"dbt build failed: {names}. Nothing was published: analysts keep the last good "
-            "analytics database. Fix the cause, then run again (the load is kept)."
-        )
     return outcome
+
+
+def _failed(outcome: DbtOutcome) -> RuntimeError:
+    names = ", ".join(f"{f['name']} ({f['status']})" for f in outcome.failures) or "see log"
+    return RuntimeError(
+        f"dbt build failed: {names}. Nothing was published: analysts keep the last good "
+        "analytics database. Fix the cause, then run again (the load is kept)."
+    )
+
+
+@task(name="dbt build, holding back what fails", **TASK_OPTS)
+def build_tested(settings: Settings, *, unit_tests: bool = False) -> tuple[DbtOutcome, list[str]]:
+    """``dbt build``; if data tests fail, set the unpublished snapshots aside and build again.
+
+    Returns the passing build and the snapshots held back. When the build without them
+    fails too, the failure is not theirs (a model's error): they are taken back and the run
+    fails, naming what failed.
+    """
+    outcome = transform.fn(settings, unit_tests=unit_tests)
+    if outcome.success:
+        return outcome, []
+    failed_tests = [f["name"] for f in outcome.failures if f["resource_type"] == "test"]
+    if not failed_tests or len(failed_tests) < len(outcome.failures):
+        raise _failed(outcome)
+    log = get_run_logger()
+    detail = "; ".join(f"{f['name']}: {f['message']}" for f in outcome.failures)
+    with connect(settings.build_db_path) as con:
+        held = hold_unpublished(con, failed_tests, detail)
+        mart_files.roll_back(con)
+    log.warning(
+        "dbt tests failed (%s): %d unpublished snapshot(s) held back (%s); building without "
+        "them. `ht status` lists them; `ht readmit` takes them back after a fix",
+        ", ".join(failed_tests),
+        len(held),
+        ", ".join(held[:5]) + (" ..." if len(held) > 5 else ""),
+    )
+    retried = transform.fn(settings, unit_tests=unit_tests)
+    if not retried.success:
+        with connect(settings.build_db_path) as con:
+            readmit(con, held)
+            load_lake(settings, con=con)
+        raise _failed(retried)
+    return retried, held
 
 
 @task(name="source freshness", **TASK_OPTS)
@@ -202,10 +241,35 @@ def warehouse_flow() -> dict[str, Any]:
     """Lake -> DuckDB -> dbt build -> publish."""
     settings = get_settings()
     loaded = load(settings)
-    outcome = transform(settings)
+    outcome, held = build_tested(settings)
     published = publish_task(settings)
     freshness(settings)
-    return {"load": loaded, "dbt": outcome, "publish": published}
+    return {"load": loaded, "dbt": outcome, "held": held, "publish": published}
+
+
+@task(name="complete what earlier runs left", **TASK_OPTS)
+def catch_up(settings: Settings) -> list[str]:
+    """Set aside fetches a stopped run left, remove its temporary files, and land every
+    archived snapshot the lake lacks; return the ids landed. Runs under the run lock."""
+    log = get_run_logger()
+    for folder in archive_for(settings).set_aside_interrupted():
+        log.warning("an interrupted fetch was set aside in %s", folder)
+    removed = sum(
+        atomic.remove_stale_temporaries(root)
+        for root in (settings.archive_dir, settings.lake_dir, settings.warehouse_dir)
+    )
+    if removed:
+        log.warning("removed %d temporary file(s) a stopped run left", removed)
+    return from_archive.land_missing(settings)
+
+
+def _nothing_to_publish(settings: Settings) -> bool:
+    """True when every loaded snapshot is in the published analytics file."""
+    if not settings.analytics_db_path.exists() or not settings.build_db_path.exists():
+        return False
+    with connect(settings.build_db_path) as con:
+        newest, published = unpublished_loads(con)
+    return newest == published
 
 
 @task(name="check quota", **TASK_OPTS)
@@ -225,8 +289,11 @@ def check_quota(settings: Settings) -> int:
 def elt_flow(force: bool = False) -> RunSummary:
     """What the schedule runs: snapshot -> load -> dbt build -> publish, one writer at a time.
 
-    A run that finds no new state ends quickly as "no new data"; one that would exceed the
-    API quota, or finds another run still writing, does not start and says why.
+    Every run first completes what an earlier one left undone (a snapshot archived but not
+    landed, a load not yet built, a build not yet published), whether or not the state has
+    changed since. A run with nothing new and nothing pending ends quickly as "no new data";
+    one that would exceed the API quota, or finds another run still writing, does not start
+    and says why. Snapshots whose rows fail a dbt test are held back, and the rest published.
     """
     settings = get_settings()
     log = get_run_logger()
@@ -235,15 +302,17 @@ def elt_flow(force: bool = False) -> RunSummary:
         with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="elt run"):
             with summary.step("quota"):
                 check_quota(settings)
+            with summary.step("catch up"):
+                summary.caught_up = catch_up(settings)
             with summary.step("snapshot"):
                 summary.snapshot = snapshot_flow(force=force)
-            if not summary.snapshot.stored:
-                summary.outcome = "no new data"
-                return summary
             with summary.step("load"):
                 summary.load = load(settings)
+            if _nothing_to_publish(settings):
+                summary.outcome = "no new data"
+                return summary
             with summary.step("dbt build"):
-                summary.dbt = transform(settings)
+                summary.dbt, summary.held = build_tested(settings)
             with summary.step("publish"):
                 summary.publish = publish_task(settings)
             summary.outcome = "published"
@@ -265,61 +334,6 @@ def elt_flow(force: bool = False) -> RunSummary:
 # ------------------------------------------------------------------------------ rebuild
 
 
-# Snapshots typed per DuckDB pass in a rebuild: enough to amortise a pass's fixed cost,
-# few enough that a batch's rows (~15k per snapshot) stay small.
-REBUILD_BATCH = 24
-
-
-def rebuild_lake(
-    settings: Settings,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    verify: bool = True,
-) -> int:
-    """Land every archived snapshot and ladder fetch in the lake again.
-
-    Snapshots already in the lake are skipped (landing is deterministic), so an interrupted
-    rebuild resumes where it stopped. With ``verify`` each batch's bodies are checked against
-    the sha256 their manifest recorded, in a thread beside DuckDB's reading, before anything
-    of the batch lands. A batch's files are written by two threads (pyarrow lets go of the
-    GIL while it encodes).
-    """
-    archive = archive_for(settings)
-    manifests = list(archive.manifests())
-    todo = [
-        m
-        for m in manifests
-        if not parquet.lake_path(settings.lake_dir, "snapshots", m.snapshot_id).exists()
-    ]
-    done = len(manifests) - len(todo)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rebuild") as pool:
-        for start in range(0, len(todo), REBUILD_BATCH):
-            batch = todo[start : start + REBUILD_BATCH]
-            verified = pool.submit(_verify_bodies, archive, batch) if verify else None
-            rows = snapshot.archived_rows(archive, batch)
-            if verified is not None:
-                verified.result()  # raises if a body does not match its manifest
-            landed = [
-                pool.submit(snapshot.land, settings.lake_dir, m, rows[m.snapshot_id]) for m in batch
-            ]
-            for future in landed:
-                future.result()
-            done += len(batch)
-            if progress:
-                progress(done, len(manifests))
-    for folder, record in archive.segment_fetches():
-        fetched_at = parse_iso(record.fetched_at)
-        assert fetched_at is not None
-        parquet.land_segments(settings.lake_dir, read_zst(folder / record.file), fetched_at)
-    return len(manifests)
-
-
-def _verify_bodies(archive: RawArchive, manifests: list[SnapshotManifest]) -> None:
-    for manifest in manifests:
-        for window in manifest.bodies:
-            archive.read_body(manifest, window)  # checks the sha256; the bytes are dropped
-
-
 @flow(name="hypertracker-rebuild")
 def rebuild_flow(lake_only: bool = False, fresh_lake: bool = False) -> dict[str, Any]:
     """Archive -> lake -> warehouse -> marts, from the raw archive alone.
@@ -333,11 +347,11 @@ def rebuild_flow(lake_only: bool = False, fresh_lake: bool = False) -> dict[str,
     with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="rebuild"):
         if fresh_lake and settings.lake_dir.exists():
             shutil.rmtree(settings.lake_dir)
-        step = max(REBUILD_BATCH, len(list(archive_for(settings).manifests())) // 20)
-        count = rebuild_lake(
+        step = max(from_archive.BATCH, len(archive_for(settings).snapshot_ids()) // 20)
+        count = from_archive.rebuild_lake(
             settings,
             progress=lambda i, n: (
-                (i == n or i // step > (i - REBUILD_BATCH) // step)
+                (i == n or i // step > (i - from_archive.BATCH) // step)
                 and log.info("rebuilt %d of %d snapshots in the lake", i, n)
             ),
         )
@@ -347,5 +361,7 @@ def rebuild_flow(lake_only: bool = False, fresh_lake: bool = False) -> dict[str,
         wipe_warehouse(settings)
         loaded = load(settings)
         outcome = transform(settings, unit_tests=True)
+        if not outcome.success:
+            raise _failed(outcome)
         published = publish_task(settings)
         return {"snapshots": count, "load": loaded, "dbt": outcome, "publish": published}

@@ -34,7 +34,7 @@ import duckdb
 
 from flows import atomic, mart_files
 from flows.settings import Settings
-from flows.warehouse import LOADS, connect, quote
+from flows.warehouse import LOADS, PUBLISHES, connect, quote
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,9 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None)
                 raise
             finally:
                 con.execute("DETACH publish_target")
+        con.execute(f"INSERT INTO {PUBLISHES} VALUES (?, now() AT TIME ZONE 'UTC')", [load_id])
         named = mart_files.files_named(con)
+        mart_files.record_published(con, named)
         retired, deleted = mart_files.tidy(
             con, settings.marts_dir, named, grace_hours=settings.publish_grace_hours
         )

@@ -37,6 +37,8 @@ class RunSummary:
     load: Any = None
     dbt: Any = None
     publish: Any = None
+    caught_up: list[str] = field(default_factory=list)  # archived snapshots landed late
+    held: list[str] = field(default_factory=list)  # snapshots set aside: their tests failed
     moves: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -104,9 +106,22 @@ class RunSummary:
                 f"{'stored' if snap.get('stored') else 'already stored (no new state)'}, "
                 f"{snap.get('bytes_fetched', 0):,} bytes fetched, rows {snap.get('rows')}"
             )
+        if self.caught_up:
+            lines.append(
+                f"- completed an earlier run: {len(self.caught_up)} archived snapshot(s) landed "
+                "in the lake"
+            )
+        if self.held:
+            lines.append(
+                f"- **held back** {len(self.held)} snapshot(s) whose rows failed dbt tests "
+                f"({', '.join(self.held[:3])}{' ...' if len(self.held) > 3 else ''}): "
+                "`ht status` lists them, `ht readmit` takes them back"
+            )
         load = d.get("load") or {}
         if load.get("load_id"):
-            lines.append(f"- load {load['load_id']}: rows {load.get('rows')}")
+            lines.append(
+                f"- load {load['load_id']}: {len(load.get('snapshot_ids') or [])} snapshot(s)"
+            )
         dbt = d.get("dbt") or {}
         if dbt:
             lines.append(

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from flows.hypertracker.client import Fetched, HyperTrackerClient, StateStatus
 from flows.hypertracker.errors import HyperTrackerError, PayloadError
-from flows.hypertracker.payload import parse_heatmap
+from flows.hypertracker.payload import parse_heatmap, parse_segments
 from flows.lake import parquet
 from flows.lake.archive import IncomingFetch, RawArchive, SnapshotManifest, snapshot_id_for
 from flows.lake.normalise import body_files, normalise, structure_problems
@@ -264,6 +264,16 @@ def refresh_segments(
     fetched = client.segments()
     fetch = archive.begin()
     fetch.keep(fetched)
+    try:
+        parse_segments(fetched.body, fetched.url)
+    except PayloadError as exc:
+        # The ladder is context (the seed names the cohorts): a bad body is kept out of the
+        # archive's current ladder, and the next run asks again.
+        where = archive.quarantine(
+            fetch, {"reason": "/segments failed validation", "errors": list(exc.reasons)}
+        )
+        log.warning("/segments body quarantined in %s: %s", where, "; ".join(exc.reasons[:3]))
+        return False
     fetch.commit_segments()
     parquet.land_segments(settings.lake_dir, fetched.body, fetched.fetched_at)
     return True

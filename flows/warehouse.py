@@ -9,7 +9,10 @@ warehouse once it is loaded, and every incremental model can ask "what arrived a
 N?" without scanning the lake.
 
 A snapshot is landed (and loadable) when its three lake files are in place; the lake writes
-``snapshots`` last as the commit mark.
+``snapshots`` last as the commit mark. ``lake.publishes`` records the newest load each publish
+handed to analysts: the loads above it are what the next build must test and publish.
+``lake.held`` lists snapshots set aside because a build with them failed its tests: they
+stay in the lake and the archive, out of the warehouse, until ``ht readmit`` takes them back.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 
 LAKE = "lake"
 LOADS = f"{LAKE}.loads"
+PUBLISHES = f"{LAKE}.publishes"
+HELD = f"{LAKE}.held"
 ARROW_TO_DUCKDB = {
     pa.string(): "VARCHAR",
     pa.timestamp("ms"): "TIMESTAMP",
@@ -83,6 +88,18 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake_dir: Path) -> None:
             loaded_at TIMESTAMP NOT NULL
         )"""
     )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {PUBLISHES} "
+        "(load_id BIGINT NOT NULL, published_at TIMESTAMP NOT NULL)"
+    )
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {HELD} (
+            snapshot_id VARCHAR PRIMARY KEY,
+            held_at TIMESTAMP NOT NULL,
+            failed_tests VARCHAR[] NOT NULL,
+            detail VARCHAR
+        )"""
+    )
 
 
 @dataclass
@@ -119,8 +136,13 @@ def load_lake(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = Non
     con = con or connect(settings.build_db_path)
     try:
         register_lake(con, settings.lake_dir)
-        loaded = {r[0] for r in con.execute(f"SELECT snapshot_id FROM {LOADS}").fetchall()}
-        new_ids = [s for s in complete_lake_snapshots(settings.lake_dir) if s not in loaded]
+        known = {
+            r[0]
+            for r in con.execute(
+                f"SELECT snapshot_id FROM {LOADS} UNION ALL SELECT snapshot_id FROM {HELD}"
+            ).fetchall()
+        }
+        new_ids = [s for s in complete_lake_snapshots(settings.lake_dir) if s not in known]
         if not new_ids:
             return LoadResult(load_id=None, seconds=time.perf_counter() - started)
         row = con.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {LOADS}").fetchone()
@@ -136,6 +158,64 @@ def load_lake(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = Non
     finally:
         if own:
             con.close()
+
+
+def unpublished_loads(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(newest load, newest published load): the loads between them await a tested publish."""
+    row = con.execute(
+        f"SELECT (SELECT coalesce(max(load_id), 0) FROM {LOADS}), "
+        f"(SELECT coalesce(max(load_id), 0) FROM {PUBLISHES})"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def hold_unpublished(
+    con: duckdb.DuckDBPyConnection, failed_tests: list[str], detail: str
+) -> list[str]:
+    """Set aside every snapshot loaded since the newest publish; return their ids.
+
+    They leave ``lake.loads`` (so no model sees them) for ``lake.held`` (so no load takes
+    them in again), with the tests that failed.
+    """
+    _, published = unpublished_loads(con)
+    ids = [
+        r[0]
+        for r in con.execute(
+            f"SELECT snapshot_id FROM {LOADS} WHERE load_id > ? ORDER BY snapshot_id", [published]
+        ).fetchall()
+    ]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    con.execute("BEGIN TRANSACTION")
+    con.executemany(
+        f"INSERT OR REPLACE INTO {HELD} VALUES (?, ?, ?, ?)",
+        [(sid, now, failed_tests, detail[:2000]) for sid in ids],
+    )
+    con.execute(f"DELETE FROM {LOADS} WHERE load_id > ?", [published])
+    con.execute("COMMIT")
+    return ids
+
+
+def held_snapshots(con: duckdb.DuckDBPyConnection) -> list[tuple[str, datetime, list[str]]]:
+    """(snapshot id, when held, failed tests) of every held snapshot, oldest first."""
+    return [
+        (sid, at, list(tests))
+        for sid, at, tests in con.execute(
+            f"SELECT snapshot_id, held_at, failed_tests FROM {HELD} ORDER BY snapshot_id"
+        ).fetchall()
+    ]
+
+
+def readmit(con: duckdb.DuckDBPyConnection, snapshot_ids: list[str] | None = None) -> list[str]:
+    """Take held snapshots (all, or those named) back: the next load takes them in."""
+    if snapshot_ids is None:
+        rows = con.execute(f"DELETE FROM {HELD} RETURNING snapshot_id").fetchall()
+    else:
+        rows = con.execute(
+            f"DELETE FROM {HELD} WHERE list_contains(?, snapshot_id) RETURNING snapshot_id",
+            [snapshot_ids],
+        ).fetchall()
+    return sorted(r[0] for r in rows)
 
 
 def wipe_warehouse(settings: Settings) -> None:

@@ -102,11 +102,11 @@
     The days a daily model rebuilds, as a SQL list for `snapshot_date in {{ ... }}`, or none
     for every day (the first build, a full refresh, a unit test, or when dbt only parses).
 
-    The days are those of the snapshots loaded after the newest load the model already holds
-    (its max(_max_load_id)), each shifted by `offsets` (default: the model's rebuild_offsets).
-    They are read from the small load ledger and inlined as literals, so that the filter
-    reaches the lake's scans as a partition filter. An empty set renders `(null)`, which
-    matches nothing.
+    The days are those of the snapshots loaded after the newest published load (lake.publishes:
+    a build that failed its tests, or was not published, is rebuilt by the next), each shifted
+    by `offsets` (default: the model's rebuild_offsets). They are read from the small ledgers
+    and inlined as literals, so that the filter reaches the lake's scans as a partition filter.
+    An empty set renders `(null)`, which matches nothing.
 #}
 {% macro daily_rebuild_days(offsets=none) -%}
     {%- if not execute or this is none or should_full_refresh() -%}
@@ -119,7 +119,8 @@
     {%- set offsets = offsets if offsets is not none else config.get('rebuild_offsets', [0]) -%}
     {%- set query -%}
         with watermark as (
-            select coalesce(max(_max_load_id), 0) as load_id from {{ this }}
+            select coalesce(max(load_id), 0) as load_id
+            from {{ source('hypertracker', 'publishes') }}
         )
 
         select distinct cast(loads.snapshot_date + offsets.day_offset as varchar) as day

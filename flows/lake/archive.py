@@ -243,6 +243,42 @@ class RawArchive:
     def set_aside_partial(self, fetch: IncomingFetch, note: dict[str, object]) -> Path:
         return fetch.set_aside(self.partial_dir, note)
 
+    def quarantine_folder(self, folder: Path, note: dict[str, object]) -> Path:
+        """Move an archived folder, bytes untouched, into the quarantine with a note."""
+        note = {"folder": str(folder), "noted_at": iso(utc_now()), **note}
+        atomic.write_bytes(folder / NOTE, json.dumps(note, indent=2, default=str).encode())
+        target = self.quarantine_dir / f"archived-{folder.name}"
+        atomic.rename_dir(folder, target)
+        return target
+
+    def set_aside_interrupted(self) -> list[Path]:
+        """Move fetches a stopped process left in ``_incoming`` to ``_partial``, with a note.
+
+        Only safe while holding the run lock: a fetch of a running process lives there too.
+        """
+        moved = []
+        for folder in sorted(self.incoming_dir.glob("*")) if self.incoming_dir.is_dir() else []:
+            if not folder.is_dir():
+                continue
+            note = {
+                "fetch_id": folder.name,
+                "noted_at": iso(utc_now()),
+                "reason": "the process that fetched it ended before the fetch was complete",
+                "files": sorted(p.name for p in folder.iterdir()),
+            }
+            atomic.write_bytes(folder / NOTE, json.dumps(note, indent=2).encode())
+            target = self.partial_dir / folder.name
+            atomic.rename_dir(folder, target)
+            moved.append(target)
+        return moved
+
+    def snapshot_ids(self) -> list[str]:
+        """The ids of every archived snapshot (those with a manifest), oldest first."""
+        return sorted(
+            p.parent.name.removeprefix("snapshot_id=")
+            for p in self.root.glob(f"date=*/snapshot_id=*/{MANIFEST}")
+        )
+
     def manifests(self) -> Iterator[SnapshotManifest]:
         """Every archived snapshot's manifest, oldest first."""
         for path in sorted(self.root.glob(f"date=*/snapshot_id=*/{MANIFEST}")):

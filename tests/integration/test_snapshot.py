@@ -11,9 +11,10 @@ import pytest
 
 from flows.hypertracker.errors import AuthError, PayloadError, RequestFailed
 from flows.lake.archive import read_zst, snapshot_id_for, write_zst
+from flows.lake.from_archive import rebuild_lake
 from flows.lake.parquet import read_lake_rows
 from flows.lake.tables import TABLES
-from flows.pipeline import rebuild_lake, snapshot_flow
+from flows.pipeline import snapshot_flow
 from flows.settings import get_settings
 from simulator.faults import Fault
 

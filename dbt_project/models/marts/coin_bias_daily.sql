@@ -1,6 +1,7 @@
 {{ config(materialized='daily_parquet', meta={'publish': 'view'}) }}
 
--- depends_on: {{ source('hypertracker', 'loads') }}  (daily_rebuild_days reads it)
+-- depends_on: {{ source('hypertracker', 'loads') }}, {{ source('hypertracker', 'publishes') }}
+-- (daily_rebuild_days reads them)
 
 -- By day: a build rebuilds only the days that received a snapshot since the last build
 -- (macros/daily_parquet.sql), so its cost is a day's snapshots, not the history.

@@ -7,7 +7,8 @@
     'long_positions', 'short_positions', 'total_positions',
 ] %}
 
--- depends_on: {{ source('hypertracker', 'loads') }}  (daily_rebuild_days reads it)
+-- depends_on: {{ source('hypertracker', 'loads') }}, {{ source('hypertracker', 'publishes') }}
+-- (daily_rebuild_days reads them)
 
 {#- Rebuilt: the days that received a snapshot since the last build, and the day after each
     (it compares itself with them). Read: those days and the day before each. None: all. -#}

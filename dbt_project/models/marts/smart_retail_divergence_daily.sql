@@ -1,6 +1,7 @@
 {{ config(materialized='daily_parquet', meta={'publish': 'view'}) }}
 
--- depends_on: {{ source('hypertracker', 'loads') }}  (daily_rebuild_days reads it)
+-- depends_on: {{ source('hypertracker', 'loads') }}, {{ source('hypertracker', 'publishes') }}
+-- (daily_rebuild_days reads them)
 
 -- Who leans which way at the day's close: value-weighted long share (sum long / sum total)
 -- of each cohort group, and the gaps between them. Which cohort is in which group is the
