@@ -86,16 +86,13 @@ def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
 
     Ends early with "no new state" when the current state is already archived, unless
     ``force`` is set (the windows are then fetched again and the landing completed). Every
-    request made is written to the quota ledger, whether the run succeeds or not.
+    request is written to the quota ledger before it is sent, whatever becomes of the run.
     """
     settings = get_settings()
     ledger = Ledger.open(settings)
-    with HyperTrackerClient(settings) as client:
-        try:
-            refresh_segments(client, settings)
-            return take_snapshot(client, settings, force)
-        finally:
-            ledger.record(client.request_count)
+    with HyperTrackerClient(settings, on_request=ledger.record) as client:
+        refresh_segments(client, settings)
+        return take_snapshot(client, settings, force)
 
 
 # ---------------------------------------------------------------------------- warehouse

@@ -80,8 +80,9 @@ class Ledger:
                 first,
             )
 
-    def record(self, requests: int) -> None:
-        """Add requests actually made and save the ledger atomically."""
+    def record(self, requests: int = 1) -> None:
+        """Add requests actually made and save the ledger atomically (before each is sent:
+        a killed run's requests count too)."""
         self.day_count += requests
         self.month_count += requests
         payload = {

@@ -177,6 +177,8 @@ class HyperTrackerClient:
 
     ``transport``, ``sleep``, ``clock``, ``rng`` and ``limiter`` are for tests: a mock
     transport, a sleep that records instead of waiting, a fake clock, a fixed jitter draw.
+    ``on_request`` is called just before each request is sent (retries included), so that a
+    quota ledger counts every request, even of a process killed a moment later.
     """
 
     def __init__(
@@ -188,6 +190,7 @@ class HyperTrackerClient:
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         limiter: RateLimiter | None = None,
+        on_request: Callable[[], None] | None = None,
     ) -> None:
         token = settings.api_token
         if token is None or not token.get_secret_value().strip():
@@ -202,6 +205,7 @@ class HyperTrackerClient:
         )
         self._count_lock = threading.Lock()
         self._request_count = 0
+        self._on_request = on_request
         pool = max(4, len(settings.windows))
         self._http = httpx.Client(
             base_url=settings.base_url,
@@ -314,6 +318,8 @@ class HyperTrackerClient:
             self._limiter.acquire()
             with self._count_lock:
                 self._request_count += 1
+                if self._on_request is not None:
+                    self._on_request()
             status, retry_after, excerpt = None, None, ""
             try:
                 response = self._http.get(path, params=params)

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import httpx
 import orjson
@@ -577,3 +578,30 @@ def test_errors_survive_pickling() -> None:
         back = pickle.loads(pickle.dumps(exc))  # noqa: S301 (our own bytes)
         assert type(back) is type(exc)
         assert str(back) == str(exc)
+
+
+def test_the_quota_ledger_counts_each_request_before_it_is_sent(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from flows.quota import Ledger
+
+    settings = make_settings(data_dir=tmp_path)
+    ledger = Ledger.open(settings)
+    seen: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        # By the time the server sees a request, the ledger on disk has counted it.
+        seen.append(Ledger.open(settings).day_count)
+        return httpx.Response(503 if len(seen) < 3 else 200, json={"lastUpdate": "x"})
+
+    with HyperTrackerClient(
+        settings,
+        transport=httpx.MockTransport(handler),
+        sleep=clock.sleep,
+        clock=clock,
+        rng=lambda: 0.0,
+        on_request=ledger.record,
+    ) as client:
+        client.get("status", "/hypertracker/state/status")
+    assert seen == [1, 2, 3]
+    assert Ledger.open(settings).day_count == 3
