@@ -90,7 +90,10 @@ def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
     """
     settings = get_settings()
     ledger = Ledger.open(settings)
-    with HyperTrackerClient(settings, on_request=ledger.record) as client:
+    with (
+        run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="snapshot"),
+        HyperTrackerClient(settings, on_request=ledger.record) as client,
+    ):
         refresh_segments(client, settings)
         return take_snapshot(client, settings, force)
 
@@ -237,10 +240,11 @@ def report_flow() -> str:
 def warehouse_flow() -> dict[str, Any]:
     """Lake -> DuckDB -> dbt build -> publish."""
     settings = get_settings()
-    loaded = load(settings)
-    outcome, held = build_tested(settings)
-    published = publish_task(settings)
-    freshness(settings)
+    with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="warehouse run"):
+        loaded = load(settings)
+        outcome, held = build_tested(settings)
+        published = publish_task(settings)
+        freshness(settings)
     return {"load": loaded, "dbt": outcome, "held": held, "publish": published}
 
 

@@ -326,16 +326,21 @@ class HyperTrackerClient:
             except RETRY_EXCEPTIONS as exc:
                 reason = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
             except httpx.HTTPError as exc:
-                # Too many redirects, an unsupported scheme...: the same request fails again.
-                # "from None": httpx errors carry the request, Authorization header included;
-                # their type and text are in the message, which is all a reader needs.
+                # Too many redirects, an unsupported scheme, a header value refused...: the
+                # same request fails again. "from None": httpx errors carry the request,
+                # Authorization header included; their type and text are in the message.
+                header = isinstance(exc, httpx.LocalProtocolError) and "header" in str(exc)
                 raise RequestFailed(
                     url,
                     status=None,
                     reason=f"{type(exc).__name__}: {self._scrub(str(exc))}",
                     attempts=attempt,
                     window=window,
-                    advice="Check HT_BASE_URL",
+                    advice=(
+                        "Check HT_API_TOKEN: it holds characters an HTTP header cannot carry"
+                        if header
+                        else "Check HT_BASE_URL"
+                    ),
                 ) from None
             else:
                 status = response.status_code
@@ -408,9 +413,13 @@ class HyperTrackerClient:
         )
 
     def _scrub(self, text: str) -> str:
-        # Defence in depth: a server or a proxy could echo the header back in an error body.
+        # Defence in depth: a server or a proxy could echo the header back in an error body,
+        # and httpx names a header value it refuses in its error, escaped as bytes.
         secret = self._token.get_secret_value()
-        return text.replace(secret, _REDACTED) if secret in text else text
+        for form in {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
+            if form:
+                text = text.replace(form, _REDACTED)
+        return text
 
 
 def _left_origin(response: httpx.Response) -> bool:

@@ -21,7 +21,6 @@ import pytest
 from flows.ops import build_deployment
 from flows.pipeline import elt_flow, rebuild_flow
 from flows.quota import Ledger
-from flows.runlock import run_lock
 from flows.settings import Settings, get_settings
 from flows.warehouse import wipe_warehouse
 
@@ -102,8 +101,27 @@ def test_a_run_steps_aside_while_another_holds_the_lock(
     env: Path, sim, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HT_LOCK_TIMEOUT_S", "0.5")
-    with run_lock(get_settings().state_dir, timeout_s=1, what="a test holding the lock"):
+    # Another process holds the lock (within one thread the lock is re-entrant).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from flows.runlock import run_lock\n"
+            f"with run_lock(Path({str(get_settings().state_dir)!r}), timeout_s=1, "
+            "what='a test holding the lock'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         summary = elt_flow()
+    finally:
+        holder.kill()
+        holder.wait()
     assert summary.outcome.startswith("skipped:")
     assert "a test holding the lock" in summary.outcome
     assert sim.request_log == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from flows.hypertracker.client import (
     Fetched,
@@ -605,3 +606,26 @@ def test_the_quota_ledger_counts_each_request_before_it_is_sent(
         client.get("status", "/hypertracker/state/status")
     assert seen == [1, 2, 3]
     assert Ledger.open(settings).day_count == 3
+
+
+def test_a_token_a_header_cannot_carry_is_named_and_never_echoed(clock: FakeClock) -> None:
+    # The settings refuse such a token; this checks the client's own scrubbing behind them.
+    # On a real connection h11 refuses the header and names its value, escaped as bytes.
+    token = "tok_SECRET_\n_rest_of_it"
+    settings = make_settings().model_copy(update={"api_token": SecretStr(token)})
+
+    def h11_refuses(request: httpx.Request) -> httpx.Response:
+        value = request.headers["authorization"].encode()
+        raise httpx.LocalProtocolError(f"Illegal header value {value!r}")
+
+    with (
+        HyperTrackerClient(
+            settings, transport=httpx.MockTransport(h11_refuses), sleep=clock.sleep
+        ) as client,
+        pytest.raises(RequestFailed) as info,
+    ):
+        client.get("status", "/hypertracker/state/status")
+    text = f"{info.value} {info.value!r} {info.value.reason}"
+    assert "SECRET" not in text
+    assert "rest_of_it" not in text
+    assert "HT_API_TOKEN" in str(info.value)
