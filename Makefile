@@ -11,9 +11,17 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export PREFECT_HOME ?= $(CURDIR)/data/prefect
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+HT := $(VENV)/bin/ht
+# DATA=<folder> points a target at another data folder, e.g. `make report DATA=data/demo`
+# (every `ht` command takes the same as --data-dir). Unset: HT_DATA_DIR, else data/.
+DATA ?=
+DATA_DIR := $(if $(DATA),--data-dir $(DATA))
+# A DuckDB CLI of the 1.4 LTS line, for the test that the published file opens there too.
+DUCKDB_LTS_VERSION := 1.4.4.post2
+DUCKDB_LTS := $(TOOLS)/duckdb-1.4/bin/duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-fast lint run serve docs report bench clean
+.PHONY: help install browser demo test test-fast lint run serve docs report shell bench clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,10 +34,15 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-install: $(VENV)/.synced ## Create or update the locked environment in .venv
+$(DUCKDB_LTS): $(UV)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check --no-deps \
+	  --target $(TOOLS)/duckdb-1.4 "duckdb-cli==$(DUCKDB_LTS_VERSION)"
+	@test -x $@ && touch $@
 
-demo: install ## The whole pipeline end to end against the simulated API (no configuration)
-	$(PY) -m flows.cli demo
+install: $(VENV)/.synced $(DUCKDB_LTS) ## Create or update the locked environment in .venv
+
+demo: install ## The whole pipeline end to end against the simulated API (writes data/demo/)
+	$(HT) demo $(DATA_DIR)
 
 test: install lint browser ## Lint, then unit, dbt, integration and browser tests
 	$(PY) -m pytest -q --durations=15
@@ -44,7 +57,7 @@ browser: ## Headless Chromium for the browser tests (Debian's package; needs roo
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 run: install ## Run the pipeline once (needs HT_API_TOKEN, see .env.example)
-	$(PY) -m flows.cli run
+	$(HT) run $(DATA_DIR)
 
 lint: install ## ruff (Python) and sqlfluff (dbt models)
 	$(VENV)/bin/ruff check flows tests bench simulator
@@ -52,13 +65,16 @@ lint: install ## ruff (Python) and sqlfluff (dbt models)
 	cd dbt_project && ../$(VENV)/bin/sqlfluff lint models --processes 2
 
 serve: install ## Run the pipeline on its schedule (HT_SCHEDULE_CRON) until stopped
-	$(PY) -m flows.cli serve
+	$(HT) serve $(DATA_DIR)
 
 docs: install ## Build the dbt docs site and serve docs and reports on localhost
-	$(PY) -m flows.cli docs --serve
+	$(HT) docs --serve $(DATA_DIR)
 
-report: install ## Write the heatmap report from the analytics database
-	$(PY) -m flows.cli report
+report: install ## Write the heatmap report from the analytics database (reports/)
+	$(HT) report $(DATA_DIR)
+
+shell: install ## The DuckDB CLI on analytics.duckdb, read-only, schema marts first
+	$(HT) shell $(DATA_DIR)
 
 bench: install ## Benchmarks: writes bench/results/<date>.md and .json
 	$(PY) -m bench.run

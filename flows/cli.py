@@ -1,4 +1,10 @@
-"""The command line: ``python -m flows.cli --help`` (or ``ht --help`` once installed)."""
+"""The command line, ``ht`` (``.venv/bin/ht`` in the project's environment).
+
+Every command takes ``--data-dir`` (it sets ``HT_DATA_DIR`` for everything the command
+runs) and ``--debug``. A configuration problem is one line on stderr and exit code 2,
+found before Prefect or dbt start; any other failure is one line and exit code 1;
+``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,34 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from flows.settings import get_settings
-
 app = typer.Typer(
-    help="Hyperliquid cohort positioning warehouse: HyperTracker heatmap snapshots, kept.",
+    name="ht",
+    help="Hyperliquid cohort positioning warehouse: HyperTracker heatmap snapshots, kept. "
+    "Every command takes --data-dir (default: HT_DATA_DIR, else data/) and --debug.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals could hold the settings, token included
 )
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The data folder (sets HT_DATA_DIR). Default: HT_DATA_DIR, else data/.",
+        show_default=False,
+    ),
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
 
 
 def _offline() -> None:
@@ -38,39 +57,86 @@ def _offline() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+def _fail(message: str, code: int) -> None:
+    line = " ".join(message.split())  # one line, whatever the message held
+    err_console.print(f"[bold red]error[/]: {line}", markup=True)
+    raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def _command(name: str, data_dir: Path | None, debug: bool) -> Iterator[None]:
+    """Point the command at its data folder; turn what it raises into one line."""
+    from flows.ops import ConfigError, RunFailed
+
+    if data_dir is not None:
+        os.environ["HT_DATA_DIR"] = str(data_dir.expanduser().resolve())
+    try:
+        yield
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err_console.print("interrupted")
+        raise SystemExit(130) from None
+    except ConfigError as exc:
+        if debug:
+            raise
+        _fail(str(exc), 2)
+    except RunFailed as exc:  # already told on the console, step by step
+        if debug:
+            raise exc.__cause__ or exc from None
+        raise SystemExit(1) from None
+    except Exception as exc:
+        if debug:
+            raise
+        detail = str(exc) or type(exc).__name__
+        _fail(f"ht {name} failed: {detail} (--debug shows the traceback)", 1)
+
+
 @app.command()
 def demo(
     days: Annotated[float, typer.Option(help="Simulated days of history to collect.")] = 7.0,
     seed: Annotated[int, typer.Option(help="Seed of the simulated market.")] = 7,
     data_dir: Annotated[
-        Path, typer.Option(help="Where the demo writes (kept apart from real data).")
+        Path, typer.Option("--data-dir", help="Where the demo writes (kept apart from data/).")
     ] = Path("data/demo"),
+    debug: Debug = False,
 ) -> None:
     """The whole product in one command, against the simulated API: no token needed."""
-    _offline()
-    from flows.demo import run_demo
+    with _command("demo", data_dir, debug):
+        from flows.ops import load_settings, preflight
 
-    run_demo(days=days, seed=seed, data_dir=data_dir.resolve(), console=console)
+        preflight(load_settings(), token=False)
+        _offline()
+        from flows.demo import run_demo
+
+        run_demo(days=days, seed=seed, data_dir=data_dir.resolve(), console=console)
 
 
 @app.command()
 def run(
     force: Annotated[bool, typer.Option(help="Fetch again even if the state is stored.")] = False,
+    data_dir: DataDir = None,
+    debug: Debug = False,
 ) -> None:
-    """Run the pipeline once: snapshot -> load -> dbt build -> publish."""
-    _offline()
-    from flows.ops import run_once
+    """Run the pipeline once: snapshot -> load -> dbt build -> publish (needs HT_API_TOKEN)."""
+    with _command("run", data_dir, debug):
+        from flows.ops import load_settings, preflight, run_once
 
-    sys.exit(run_once(force=force, console=console))
+        preflight(load_settings(), token=True)
+        _offline()
+        code = run_once(force=force, console=console, debug=debug)
+    raise SystemExit(code)
 
 
 @app.command()
-def serve() -> None:
+def serve(data_dir: DataDir = None, debug: Debug = False) -> None:
     """Run the pipeline on its schedule (HT_SCHEDULE_CRON, default every 15 min) until stopped."""
-    _offline()
-    from flows.ops import serve_forever
+    with _command("serve", data_dir, debug):
+        from flows.ops import load_settings, preflight, serve_forever
 
-    serve_forever(console=console)
+        preflight(load_settings(), token=True)
+        _offline()
+        serve_forever(console=console, debug=debug)
 
 
 @app.command()
@@ -78,31 +144,76 @@ def rebuild(
     keep_warehouse: Annotated[
         bool, typer.Option(help="Only rebuild the lake; leave DuckDB alone.")
     ] = False,
+    data_dir: DataDir = None,
+    debug: Debug = False,
 ) -> None:
     """Rebuild the lake, the warehouse and the marts from the raw archive alone."""
-    _offline()
-    from flows.ops import rebuild_all
+    with _command("rebuild", data_dir, debug):
+        from flows.ops import load_settings, preflight, rebuild_all
 
-    rebuild_all(lake_only=keep_warehouse, console=console)
+        preflight(load_settings(), token=False)
+        _offline()
+        rebuild_all(lake_only=keep_warehouse, console=console, debug=debug)
 
 
 @app.command()
-def status() -> None:
+def status(data_dir: DataDir = None, debug: Debug = False) -> None:
     """Freshness, the last run, row counts and disk use."""
-    from flows.ops import print_status
+    with _command("status", data_dir, debug):
+        from flows.ops import load_settings, print_status
 
-    print_status(get_settings(), console=console)
+        print_status(load_settings(), console=console)
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
 
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL to run against analytics.duckdb.")],
-    limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+    sql: Annotated[
+        str,
+        typer.Argument(
+            help="SQL to run, or the path of a file of SQL, or - to read SQL from stdin."
+        ),
+    ],
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="table for people; csv or json for scripts.")
+    ] = Format.table,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Rows to print at most (default: 50 for a table, all for csv/json)."),
+    ] = None,
+    data_dir: DataDir = None,
+    debug: Debug = False,
 ) -> None:
-    """Run SQL against the published analytics database (read-only) and print a table."""
-    from flows.ops import print_query
+    """Run SQL against the published analytics.duckdb (read-only) and print the rows."""
+    with _command("query", data_dir, debug):
+        from flows.ops import load_settings, print_query, read_sql
 
-    print_query(get_settings(), sql, limit=limit, console=console)
+        print_query(
+            load_settings(),
+            read_sql(sql),
+            limit=limit if limit is not None else (50 if format is Format.table else None),
+            fmt=format.value,
+            console=console,
+        )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def shell(ctx: typer.Context, data_dir: DataDir = None, debug: Debug = False) -> None:
+    """The DuckDB CLI on analytics.duckdb, read-only, schema marts on the search path.
+
+    Further arguments go to duckdb, for example: ht shell -csv -c "select * from about"
+    """
+    with _command("shell", data_dir, debug):
+        from flows.ops import load_settings, open_shell
+
+        open_shell(load_settings(), list(ctx.args))
 
 
 @app.command()
@@ -116,40 +227,54 @@ def report(
     day_over_day_png: Annotated[
         bool, typer.Option(help="Also write the day-over-day board as a PNG.")
     ] = False,
+    data_dir: DataDir = None,
+    debug: Debug = False,
 ) -> None:
-    """Write the heatmap report (HTML + PNGs) from analytics.duckdb into data/reports/."""
+    """Write the heatmap report (HTML + PNGs) from analytics.duckdb into <data-dir>/reports/."""
     import datetime as dt
 
-    from flows.analyst import write_report
-    from flows.analyst.data import ReportDataError
+    with _command("report", data_dir, debug):
+        from flows.ops import ConfigError, load_settings, preflight, published_db
 
-    try:
+        settings = load_settings()
+        published_db(settings)
+        preflight(settings, token=False)
+        try:
+            when = dt.date.fromisoformat(day) if day else None
+        except ValueError:
+            raise ConfigError(f"--day {day!r} is not a date: give YYYY-MM-DD") from None
+        from flows.analyst import write_report
+
         path = write_report(
-            get_settings(),
+            settings,
             coin=coin,
             snapshot_id=snapshot,
-            day=dt.date.fromisoformat(day) if day else None,
+            day=when,
             top_n=top,
             day_over_day_png=day_over_day_png,
         )
-    except ReportDataError as exc:
-        raise SystemExit(str(exc)) from None
-    console.print(f"report written: [bold]{path}[/]")
+        console.print(f"report written: [bold]{path}[/]", soft_wrap=True)
 
 
 @app.command()
 def docs(
     serve: Annotated[bool, typer.Option(help="Serve docs and reports on 127.0.0.1.")] = False,
     port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
+    data_dir: DataDir = None,
+    debug: Debug = False,
 ) -> None:
     """Build the dbt docs site (one self-contained page) and optionally serve it."""
-    _offline()
-    from flows.analyst import build_docs, serve_site
+    with _command("docs", data_dir, debug):
+        from flows.ops import load_settings, preflight
 
-    settings = get_settings()
-    console.print(f"docs written: [bold]{build_docs(settings)}[/]")
-    if serve:
-        serve_site(settings, port)
+        settings = load_settings()
+        preflight(settings, token=False)
+        _offline()
+        from flows.analyst import build_docs, serve_site
+
+        console.print(f"docs written: [bold]{build_docs(settings)}[/]", soft_wrap=True)
+        if serve:
+            serve_site(settings, port)
 
 
 @app.command()
@@ -159,21 +284,28 @@ def simulate(
     token: Annotated[
         str, typer.Option(envvar="HT_API_TOKEN", help="Token the simulator accepts.")
     ] = "sim-token",  # noqa: S107 - the simulator's own stand-in token, not a secret
+    debug: Debug = False,
 ) -> None:
     """Serve the simulated HyperTracker API until Ctrl-C (for trying `run`/`serve` locally)."""
-    from simulator.server import SimulatedApi
+    with _command("simulate", None, debug):
+        from simulator.server import SimulatedApi
 
-    with SimulatedApi(seed=seed, token=token, port=port) as api:
-        console.print(f"simulated HyperTracker API at [bold]{api.base_url}[/]  (Ctrl-C stops)")
-        console.print(f"try: HT_BASE_URL={api.base_url} HT_API_TOKEN=<token> make run")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
+        with SimulatedApi(seed=seed, token=token.strip(), port=port) as api:
+            console.print(
+                f"simulated HyperTracker API at [bold]{api.base_url}[/]  (Ctrl-C stops)",
+                soft_wrap=True,
+            )
+            console.print(
+                f"try: HT_BASE_URL={api.base_url} HT_API_TOKEN=<token> make run", soft_wrap=True
+            )
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
 
 
 def main() -> None:
-    app()
+    app(prog_name="ht")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import datetime as dt
+import decimal
+import io
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,25 +33,165 @@ from flows.transform import read_freshness
 DEPLOYMENT_NAME = "scheduled"
 
 
-def run_once(*, force: bool, console: Console) -> int:
+class ConfigError(Exception):
+    """A problem with the configuration, found before anything runs: the CLI's exit code 2."""
+
+
+class RunFailed(Exception):
+    """A run failed and the console was told which step, why and what was kept."""
+
+
+# A run writes a few MB; a rebuild, the demo or a dbt build much more, briefly. Below this,
+# a command would likely stop half-way with "No space left on device".
+MIN_FREE_BYTES = 500 * 1024**2
+
+# What a failed run leaves behind, by the step that failed (flows.pipeline.elt_flow's steps).
+KEPT_AFTER = {
+    "quota": "nothing was fetched; the archive, the lake and analytics.duckdb are unchanged",
+    "catch up": "the archive is whole; analytics.duckdb is unchanged; the next run resumes",
+    "snapshot": "nothing of this state entered the archive (a partial fetch is kept under "
+    "archive/_partial); analytics.duckdb is unchanged",
+    "load": "the snapshot is archived and the next run loads it; analytics.duckdb is unchanged",
+    "dbt build": "the snapshot is archived and loaded; analytics.duckdb still holds the last "
+    "good state; the next run builds again",
+    "publish": "the snapshot is archived, loaded and built; analytics.duckdb still holds the "
+    "last good state; the next run publishes again",
+}
+
+
+def load_settings() -> Settings:
+    """The settings, or a ConfigError whose one line names the variable and where it is set."""
+    from pydantic import ValidationError
+
+    from flows.settings import env_file
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            message = str(error.get("msg", "")).removeprefix("Value error, ")
+            name = message.split("=", 1)[0].split(":", 1)[0].split(" ", 1)[0]
+            where = (
+                "the environment" if name in os.environ else str(env_file() or "the environment")
+            )
+            lines.append(f"{message} (set in {where})")
+        raise ConfigError("; ".join(lines)) from None
+
+
+def _shown(path: Path) -> str:
+    """A path as a user would type it: relative to the current folder when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def preflight(settings: Settings, *, token: bool) -> None:
+    """Check what a command needs before Prefect or dbt start; raise ConfigError if not."""
+    from flows.settings import env_file
+
+    if token and settings.api_token is None:
+        source = _shown(env_file()) if env_file() else ".env"
+        raise ConfigError(
+            f"HT_API_TOKEN is not set: put HT_API_TOKEN=<your token> in {source} (see "
+            ".env.example) or in the environment; `make demo` needs no token"
+        )
+    data = settings.data_dir
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        probe = data / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"HT_DATA_DIR={data}: cannot write there ({reason}): point --data-dir or "
+            "HT_DATA_DIR at a folder you can write, or fix its permissions"
+        ) from None
+    free = shutil.disk_usage(data).free
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(
+            f"HT_DATA_DIR={data}: only {_human(free)} free on its disk, {_human(MIN_FREE_BYTES)} "
+            "needed: free some space or point --data-dir at another disk"
+        )
+
+
+def published_db(settings: Settings) -> Path:
+    """The published analytics.duckdb, or a ConfigError that says how to get one."""
+    db = settings.analytics_db_path
+    if not db.exists():
+        raise ConfigError(
+            f"no published warehouse in {_shown(settings.data_dir)} ({_shown(db)} does not "
+            "exist): `make demo` builds one under data/demo (then add --data-dir data/demo), "
+            "`ht run` builds yours"
+        )
+    return db
+
+
+def quiet_prefect_tracebacks() -> None:
+    """Keep tracebacks out of Prefect's console output; its API log keeps them whole."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+                handler.formatter, _NoTraceback
+            ):
+                handler.setFormatter(_NoTraceback(handler.formatter or logging.Formatter()))
+
+
+class _NoTraceback(logging.Formatter):
+    """A formatter that leaves the exception's traceback out (the message says what)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The record is shared by every handler: put back what was taken out.
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def run_once(*, force: bool, console: Console, debug: bool = False) -> int:
     """One ELT run, then the report when it published; prints the run's report.
 
-    Exit code 0 unless the run failed.
+    Exit code 0 unless the run failed; a failure says which step failed, why and what was
+    kept, in a few lines (``debug``: and raises, for the traceback).
     """
     from flows.pipeline import elt_flow, report_flow
 
+    if not debug:
+        quiet_prefect_tracebacks()
     try:
         summary = elt_flow(force=force)
     except Exception as exc:
-        console.print(f"[red bold]run failed[/]: {exc}")
-        last = get_settings().state_dir / "last_run.json"
-        if last.exists():
-            console.print(f"the run report is in {last}")
-        return 1
+        settings = get_settings()
+        last = settings.state_dir / "last_run.json"
+        step = None
+        with contextlib.suppress(OSError, ValueError):
+            step = json.loads(last.read_bytes()).get("failed_step")
+        where = f" at step '{step}'" if step else ""
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        console.print(f"[red bold]run failed{where}[/]: {message}", soft_wrap=True)
+        console.print(
+            f"kept: {KEPT_AFTER.get(step or '', 'analytics.duckdb is unchanged')}", soft_wrap=True
+        )
+        console.print(
+            f"the run report: {_shown(last)} (`ht status` shows it; --debug shows the traceback)",
+            soft_wrap=True,
+        )
+        raise RunFailed(message) from exc
     console.print(summary.to_markdown())
     if summary.outcome == "published":
         try:
-            console.print(f"heatmap report: {report_flow()}")
+            console.print(f"heatmap report: {report_flow()}", soft_wrap=True)
         except Exception as exc:  # the data is published; a report must not undo that
             console.print(f"[yellow]the heatmap report could not be written[/]: {exc}")
     return 0
@@ -83,7 +230,7 @@ def build_report_deployment(settings: Settings | None = None):  # -> RunnerDeplo
     )
 
 
-def serve_forever(*, console: Console) -> None:
+def serve_forever(*, console: Console, debug: bool = False) -> None:
     """Serve the scheduled deployments (ELT and report) in this process until stopped.
 
     Prefect's schedules are turned into runs by a server's scheduler, which the temporary
@@ -101,6 +248,8 @@ def serve_forever(*, console: Console) -> None:
         if settings.schedule_interval_s
         else f"cron '{settings.schedule_cron}' (UTC)"
     )
+    if not debug:
+        quiet_prefect_tracebacks()
     with contextlib.ExitStack() as stack:
         url = get_current_settings().api.url
         if not url:
@@ -186,10 +335,12 @@ def local_prefect_server(settings: Settings, console: Console) -> Iterator[str]:
             proc.kill()
 
 
-def rebuild_all(*, lake_only: bool, console: Console) -> None:
+def rebuild_all(*, lake_only: bool, console: Console, debug: bool = False) -> None:
     """Lake, warehouse and marts again from the raw archive alone (resumable)."""
     from flows.pipeline import rebuild_flow
 
+    if not debug:
+        quiet_prefect_tracebacks()
     rebuild_flow(lake_only=lake_only)
     console.print("[green]rebuild complete[/]")
 
@@ -242,7 +393,9 @@ def print_status(settings: Settings, *, console: Console) -> None:
             con.close()
     else:
         table.add_row(
-            "analytics.duckdb", "[yellow]not published yet[/]: run `make demo` or `ht run`"
+            "analytics.duckdb",
+            "[yellow]not published yet[/]: `ht run` builds it here; the demo's is in "
+            "data/demo (`ht status --data-dir data/demo`)",
         )
     freshness = read_freshness(settings)
     if freshness is not None:
@@ -275,24 +428,153 @@ def print_status(settings: Settings, *, console: Console) -> None:
     console.print(table)
 
 
-def print_query(settings: Settings, sql: str, *, limit: int, console: Console) -> None:
-    """Run read-only SQL against analytics.duckdb and print the first ``limit`` rows."""
-    db = settings.analytics_db_path
-    if not db.exists():
-        raise SystemExit(f"{db} does not exist yet: run `make demo` (or `ht run`) first")
+def read_sql(text: str) -> str:
+    """The SQL a user gave: ``-`` reads stdin, an existing file's path reads the file."""
+    if text == "-":
+        return sys.stdin.read()
+    if "\n" not in text and len(text) < 4096:
+        path = Path(text).expanduser()
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
+    return text
+
+
+def fetch(db: Path, sql: str, limit: int | None) -> tuple[list[str], list[tuple], int]:
+    """Columns, the first ``limit`` rows (all when None) and the total row count."""
     con = duckdb.connect(str(db), read_only=True)
     try:
+        con.execute("SET search_path = 'marts,main'")  # as in `ht shell`
         cur = con.execute(sql)
-        cols = [d[0] for d in cur.description or []]
-        rows = cur.fetchmany(limit)
+        columns = [d[0] for d in cur.description or []]
+        if not columns:
+            return [], [], 0
+        rows = cur.fetchall() if limit is None or limit <= 0 else cur.fetchmany(limit)
+        total = len(rows)
+        if limit is not None and limit > 0 and total == limit:
+            # Count the rest without keeping it: Arrow batches, never Python rows.
+            with warnings.catch_warnings():  # "an extra copy": of batches counted, not kept
+                warnings.simplefilter("ignore")
+                reader = cur.to_arrow_reader(100_000)
+                total += sum(batch.num_rows for batch in reader)
+        return columns, rows, total
     except duckdb.Error as exc:
-        raise SystemExit(f"query failed: {exc}") from None
+        raise ConfigError(f"query failed: {exc}") from None
     finally:
         con.close()
-    table = Table(*cols)
-    for row in rows:
-        table.add_row(
-            *("" if v is None else f"{v:,.4f}" if isinstance(v, float) else str(v) for v in row)
+
+
+def _text(value: object) -> str:
+    """A value as the query returned it: no rounding, no padding; NULL as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def print_query(
+    settings: Settings,
+    sql: str,
+    *,
+    limit: int | None,
+    console: Console,
+    fmt: str = "table",
+) -> None:
+    """Run read-only SQL against analytics.duckdb and print the rows.
+
+    ``fmt``: ``table`` (for people: the first ``limit`` rows, full width when piped, and
+    how many rows there were), ``csv`` or ``json`` (for scripts: stdout holds only the
+    rows; a note on stderr when ``limit`` cut them).
+    """
+    db = published_db(settings)
+    columns, rows, total = fetch(db, sql, limit)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_text(v) for v in row] for row in rows)
+        sys.stdout.write(out.getvalue())
+    elif fmt == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        body = ",\n".join(json.dumps(r, default=_json_value, allow_nan=False) for r in records)
+        sys.stdout.write(f"[\n{body}\n]\n" if records else "[]\n")
+    else:
+        table = Table(*columns, show_lines=False)
+        numeric = [
+            all(
+                isinstance(row[i], int | float | decimal.Decimal)
+                for row in rows
+                if row[i] is not None
+            )
+            for i in range(len(columns))
+        ]
+        for i, is_number in enumerate(numeric):
+            if is_number and rows:
+                table.columns[i].justify = "right"
+        for row in rows:
+            table.add_row(*(_text(v) for v in row))
+        # Piped, a table keeps its natural width: no 80-column cut.
+        out_console = console if console.is_terminal else Console(width=100_000)
+        out_console.print(table, crop=False)
+        noun = "row" if total == 1 else "rows"
+        note = (
+            f"{len(rows):,} of {total:,} {noun} shown" if len(rows) < total else f"{total:,} {noun}"
         )
-    console.print(table)
-    console.print(f"{len(rows)} row(s) shown (limit {limit})")
+        cut = f" (--limit {limit})" if len(rows) < total else ""
+        out_console.print(f"{note}{cut}", highlight=False)
+        return
+    if len(rows) < total:
+        print(f"{len(rows):,} of {total:,} rows written (--limit {limit})", file=sys.stderr)
+
+
+def shell_binary() -> Path:
+    """The DuckDB CLI shipped with the project (the duckdb-cli package's binary)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("duckdb_cli")
+    if spec and spec.origin:
+        binary = Path(spec.origin).parent / "duckdb"
+        if binary.is_file():
+            return binary
+    found = shutil.which(
+        "duckdb", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
+    if found:
+        return Path(found)
+    raise ConfigError("no DuckDB CLI found: `make install` installs it (duckdb-cli) into .venv")
+
+
+def shell_command(settings: Settings, args: list[str]) -> list[str]:
+    """The DuckDB CLI's command line: the published file, read-only, marts searched first."""
+    db = published_db(settings)
+    return [
+        str(shell_binary()),
+        "-readonly",
+        "-cmd",
+        "SET search_path = 'marts,main'",
+        str(db),
+        *args,
+    ]
+
+
+def open_shell(settings: Settings, args: list[str]) -> None:
+    """Replace this process with the DuckDB CLI (Ctrl-C then stops a query, not the shell)."""
+    command = shell_command(settings, args)
+    if not args and sys.stdin.isatty():
+        print(
+            f"{_shown(Path(command[-1]))}, read-only; schema marts first; .help, .quit",
+            file=sys.stderr,
+        )
+    sys.stdout.flush()
+    os.execv(command[0], command)  # noqa: S606 - our own binary and arguments

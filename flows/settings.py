@@ -13,7 +13,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Window = Literal["24h", "7d", "30d", "all"]
@@ -28,7 +36,11 @@ class Settings(BaseSettings):
     # No env_file here: get_settings() passes the one env_file() names. A bare Settings()
     # reads the environment only, never a `.env` from whatever the current directory is.
     model_config = SettingsConfigDict(
-        env_prefix="HT_", env_file=None, env_file_encoding="utf-8", extra="ignore"
+        env_prefix="HT_",
+        env_file=None,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,  # an error must never echo the token
     )
 
     # --- the source ---------------------------------------------------------------------
@@ -103,8 +115,66 @@ class Settings(BaseSettings):
     def _split_windows(cls, value: object) -> object:
         # Environment variables arrive as text: accept "24h,7d" as well as a JSON list.
         if isinstance(value, str) and not value.lstrip().startswith("["):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, list | tuple):
+            unknown = [str(w) for w in value if w not in WINDOWS]
+            if unknown or not value:
+                got = ", ".join(repr(w) for w in unknown) if unknown else "nothing"
+                raise ValueError(
+                    f"HT_WINDOWS holds {got}: give a comma-separated list of "
+                    f"{', '.join(WINDOWS)} (for example HT_WINDOWS=24h,all)"
+                )
         return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _clean_token(cls, value: object) -> object:
+        # A token pasted or mounted from a file often ends in a newline: surrounding
+        # whitespace is dropped. Whitespace inside is refused. The message never shows it.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if any(ch.isspace() or not ch.isprintable() for ch in value):
+                raise ValueError(
+                    "HT_API_TOKEN holds spaces, line breaks or control characters inside it: "
+                    "set it to the token alone (one line, as HyperTracker shows it)"
+                )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"HT_BASE_URL={value!r} is not an http(s) URL: leave it unset for "
+                f"{DEFAULT_BASE_URL}"
+            )
+        return value
+
+    @field_validator("schedule_cron", "report_cron")
+    @classmethod
+    def _check_cron(cls, value: str, info: ValidationInfo) -> str:
+        problem = cron_problem(value)
+        if problem:
+            name = f"HT_{str(info.field_name).upper()}"
+            raise ValueError(
+                f"{name}={value!r} is not a cron expression ({problem}): give five fields, "
+                f"minute hour day month weekday, in UTC (for example {name}='*/15 * * * *')"
+            )
+        return value.strip()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_the_variables(cls, data: object, handler: ModelWrapValidatorHandler) -> Settings:
+        # Pydantic names the field (`windows`); a user sets the variable (HT_WINDOWS). Every
+        # message says the variable, and never echoes the token's value.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise ValueError("; ".join(_describe(error) for error in exc.errors())) from None
 
     # Derived paths: one layout, named once. data/README.md describes it.
     @cached_property
@@ -163,6 +233,50 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         """Run bookkeeping: the quota ledger, the run lock, the last run summary."""
         return self.data_dir / "state"
+
+
+_CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_CRON_FIELDS = (  # name, lowest, highest, names allowed
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, "jan feb mar apr may jun jul aug sep oct nov dec".split()),  # noqa: SIM905
+    ("day of week", 0, 7, "sun mon tue wed thu fri sat".split()),  # noqa: SIM905
+)
+
+
+def cron_problem(expression: str) -> str | None:
+    """What is wrong with a five-field cron expression, or None if nothing is."""
+    text = expression.strip()
+    if text.lower() in _CRON_ALIASES:
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        return f"{len(fields)} field{'s' if len(fields) != 1 else ''}, not 5"
+    for part, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in part.split(","):
+            base, _, step = item.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return f"bad step {item!r} in the {name}"
+            if base == "*" or (base == "?" and name.startswith("day")):
+                continue
+            for bound in base.split("-", 1):
+                value = str(names.index(bound.lower()) + low) if bound.lower() in names else bound
+                if not value.isdigit() or not low <= int(value) <= high:
+                    return f"{item!r} is not a {name} ({low}-{high})"
+    return None
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as a line that names the environment variable."""
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    field = ".".join(str(part) for part in error.get("loc", ()) if isinstance(part, str))
+    if message.startswith("HT_") or not field:
+        return message
+    name = f"HT_{field.split('.')[0].upper()}"
+    if field.startswith("api_token"):
+        return f"{name}: {message}"
+    return f"{name}={error.get('input')!r}: {message[:1].lower()}{message[1:]}"
 
 
 def env_file() -> Path | None:
