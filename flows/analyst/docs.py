@@ -12,6 +12,10 @@ offline, and are fixed in the copy:
 - its tracker script (Snowplow, from a CDN) loads only when the manifest says
   ``send_anonymous_usage_stats: true``; this project runs dbt with it off, and the copy
   forces it off too, so the page never asks for the script.
+
+dbt documents the build database (``build.marts.x``); analysts open ``analytics.duckdb``,
+which holds the same schemas, so the page names every relation as it is there
+(``analytics.marts.x``): :func:`as_published`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,20 @@ def make_offline(page: bytes) -> bytes:
     return _TRACKING_ON.sub(b'"send_anonymous_usage_stats": false', page)
 
 
+def as_published(page: bytes, build: str, published: str) -> bytes:
+    """The docs page with the build database's name replaced by the published one's.
+
+    ``build`` and ``published`` are the DuckDB database names (the files' stems): the
+    manifest's and the catalog's ``"database"`` fields and the quoted relation names.
+    """
+    for old, new in (
+        (f'"database": "{build}"', f'"database": "{published}"'),
+        (f'\\"{build}\\".\\"', f'\\"{published}\\".\\"'),
+    ):
+        page = page.replace(old.encode(), new.encode())
+    return page
+
+
 def build_docs(settings: Settings, *, lock: bool = True, out_dir: Path | None = None) -> Path:
     """Run ``dbt docs generate --static`` and publish the page as ``reports/docs.html``.
 
@@ -57,7 +75,7 @@ def build_docs(settings: Settings, *, lock: bool = True, out_dir: Path | None = 
     if not settings.build_db_path.exists():
         raise DocsError(
             f"{settings.build_db_path} does not exist yet: build the warehouse first "
-            "(`make demo`, or `make run` with your token)"
+            "(`make demo`, then `make docs DATA=data/demo`; or `make run` with your token)"
         )
     started = time.perf_counter()
     if lock:
@@ -72,7 +90,11 @@ def build_docs(settings: Settings, *, lock: bool = True, out_dir: Path | None = 
             "the previous docs page, if any, was kept"
         )
     target = (out_dir or settings.reports_dir) / DOCS_NAME
-    body = make_offline(page.read_bytes())
+    body = as_published(
+        make_offline(page.read_bytes()),
+        settings.build_db_path.stem,
+        settings.analytics_db_path.stem,
+    )
 
     def fill(tmp: Path) -> None:
         tmp.write_bytes(body)
