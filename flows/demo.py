@@ -44,7 +44,7 @@ def demo_environment(base_url: str, token: str, data_dir: Path) -> None:
 def collect_history(api, days: float, console: Console) -> int:  # api: SimulatedApi
     """Take every simulated state from ``days`` ago until now, with a progress bar."""
     from flows.hypertracker.client import HyperTrackerClient
-    from flows.pipeline import archive_for
+    from flows.lake.from_archive import archive_for
     from flows.snapshot import refresh_segments, take_snapshot
 
     settings = get_settings()
@@ -123,8 +123,48 @@ def run_demo(*, days: float, seed: int, data_dir: Path, console: Console) -> Non
     tour(data_dir, docs, report, time.perf_counter() - started, console)
 
 
+def tour_commands(data_dir: Path) -> list[tuple[str, str]]:
+    """What to try next, as (what, command): each command works exactly as printed.
+
+    Paths are shown relative to the current folder when under it; the make targets only
+    when the current folder holds the project's Makefile.
+    """
+    import shlex
+    import sys
+
+    from flows.settings import PROJECT_ROOT
+
+    def shown(path: Path) -> str:
+        try:
+            return path.resolve().relative_to(Path.cwd()).as_posix() or "."
+        except ValueError:
+            return path.resolve().as_posix()
+
+    ht_path = Path(sys.executable).parent / "ht"
+    local = Path(".venv/bin/ht")  # as the README writes it, when it is this one
+    ht = str(local) if local.exists() and local.resolve() == ht_path.resolve() else shown(ht_path)
+    data = shlex.quote(shown(data_dir))
+    sql = '"select coin, oi_rank, total_usd from marts.heatmap_board_latest where oi_rank <= 3"'
+    commands = [
+        ("the state of things", f"{ht} status --data-dir {data}"),
+        ("a question in SQL", f"{ht} query --data-dir {data} {sql}"),
+        ("the same, as CSV", f"{ht} query --data-dir {data} --format csv {sql}"),
+        ("the DuckDB CLI, read-only", f"{ht} shell --data-dir {data}"),
+    ]
+    if Path("Makefile").is_file() and Path("Makefile").resolve() == PROJECT_ROOT / "Makefile":
+        commands += [
+            ("the report again", f"make report DATA={data}"),
+            ("docs and reports on localhost", f"make docs DATA={data}"),
+        ]
+    else:
+        commands += [
+            ("the report again", f"{ht} report --data-dir {data}"),
+            ("docs and reports on localhost", f"{ht} docs --serve --data-dir {data}"),
+        ]
+    return commands
+
+
 def tour(data_dir: Path, docs: Path, report: Path, seconds: float, console: Console) -> None:
-    settings = get_settings()
     console.rule(f"[bold green]demo complete in {seconds:.0f}s")
     console.print(
         f"""
@@ -135,12 +175,14 @@ def tour(data_dir: Path, docs: Path, report: Path, seconds: float, console: Cons
   reports/    [bold]{report}[/]
   docs        [bold]{docs}[/] (dbt docs: every model and column)
 
-[bold]Next[/]
-  open the report:   {report}
-  query the marts:   duckdb -readonly {settings.analytics_db_path}
-                     HT_DATA_DIR={data_dir} .venv/bin/python -m flows.cli query \\
-                       "select * from marts.heatmap_board_latest limit 5"
-  status:            HT_DATA_DIR={data_dir} .venv/bin/python -m flows.cli status
-  real data:         put HT_API_TOKEN in .env, then `make run` or `make serve`
-"""
+[bold]Next[/] (every command works as printed; --data-dir points it at the demo's data)""",
+        soft_wrap=True,
+    )
+    for what, command in tour_commands(data_dir):
+        console.print(f"  # {what}", style="dim", highlight=False, soft_wrap=True)
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        "\n[bold]Real data[/]: put HT_API_TOKEN in .env (see .env.example), then `make run` "
+        "or `make serve` (they write data/, never data/demo/)",
+        soft_wrap=True,
     )
