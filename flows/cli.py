@@ -118,7 +118,11 @@ def run(
     data_dir: DataDir = None,
     debug: Debug = False,
 ) -> None:
-    """Run the pipeline once: snapshot -> load -> dbt build -> publish (needs HT_API_TOKEN)."""
+    """Run the pipeline once: snapshot -> load -> dbt build -> publish (needs HT_API_TOKEN).
+
+    Exit codes: 0 done (published, or no new data), 1 failed, 2 bad configuration, 75 did
+    not start (the API quota would be exceeded, or another run is writing).
+    """
     with _command("run", data_dir, debug):
         from flows.ops import load_settings, preflight, run_once
 
@@ -154,6 +158,22 @@ def rebuild(
         preflight(load_settings(), token=False)
         _offline()
         rebuild_all(lake_only=keep_warehouse, console=console, debug=debug)
+
+
+@app.command()
+def readmit(
+    snapshot_ids: Annotated[
+        list[str] | None, typer.Argument(help="Held snapshot ids (default: every one).")
+    ] = None,
+    data_dir: DataDir = None,
+    debug: Debug = False,
+) -> None:
+    """Take snapshots held back by failed dbt tests back into the warehouse (`ht status`
+    lists them); the next run tests them again."""
+    with _command("readmit", data_dir, debug):
+        from flows.ops import load_settings, readmit_snapshots
+
+        readmit_snapshots(load_settings(), snapshot_ids or [], console=console)
 
 
 @app.command()

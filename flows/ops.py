@@ -159,11 +159,17 @@ class _NoTraceback(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
+# A run that did not start (the API quota would be exceeded, or another run holds the lock):
+# EX_TEMPFAIL, "try again later".
+EXIT_SKIPPED = 75
+
+
 def run_once(*, force: bool, console: Console, debug: bool = False) -> int:
     """One ELT run, then the report when it published; prints the run's report.
 
-    Exit code 0 unless the run failed; a failure says which step failed, why and what was
-    kept, in a few lines (``debug``: and raises, for the traceback).
+    Exit code 0, or EXIT_SKIPPED (75) for a run that did not start; a failure says which
+    step failed, why and what was kept, in a few lines (``debug``: and raises, for the
+    traceback).
     """
     from flows.pipeline import elt_flow, report_flow
 
@@ -189,6 +195,9 @@ def run_once(*, force: bool, console: Console, debug: bool = False) -> int:
         )
         raise RunFailed(message) from exc
     console.print(summary.to_markdown())
+    if summary.outcome.startswith("skipped"):
+        # Not a failure, but not a run either: schedulers (cron, systemd) should see it.
+        return EXIT_SKIPPED
     if summary.outcome == "published":
         try:
             console.print(f"heatmap report: {report_flow()}", soft_wrap=True)
@@ -282,11 +291,15 @@ def local_prefect_server(settings: Settings, console: Console) -> Iterator[str]:
         port = sock.getsockname()[1]
     home = settings.data_dir / "prefect"
     home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home)),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
+    # The server never calls HyperTracker: it gets none of the pipeline's settings, the
+    # API token above all.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HT_")}
+    env.update(
+        {
+            "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home)),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+    )
     env.pop("PREFECT_API_URL", None)
     log_path = home / "server.log"
     with open(log_path, "ab") as log_file:
@@ -418,6 +431,8 @@ def print_status(settings: Settings, *, console: Console) -> None:
         len(list(settings.quarantine_dir.iterdir())) if settings.quarantine_dir.exists() else 0
     )
     table.add_row("quarantined fetches", str(quarantined))
+    for label, value in pending_work(settings):
+        table.add_row(label, value)
     for label, path in (
         ("archive", settings.archive_dir),
         ("lake", settings.lake_dir),
@@ -578,3 +593,64 @@ def open_shell(settings: Settings, args: list[str]) -> None:
         )
     sys.stdout.flush()
     os.execv(command[0], command)  # noqa: S606 - our own binary and arguments
+
+
+def pending_work(settings: Settings) -> list[tuple[str, str]]:
+    """What the next run will complete, and what is held back: rows for ``ht status``."""
+    from flows.lake.from_archive import missing_from_lake
+    from flows.warehouse import connect, held_snapshots, unpublished_loads
+
+    rows = []
+    missing = missing_from_lake(settings) if settings.archive_dir.exists() else []
+    if missing:
+        rows.append(
+            (
+                "[yellow]not yet in the lake[/]",
+                f"{len(missing)} archived snapshot(s): the next run lands them",
+            )
+        )
+    if not settings.build_db_path.exists():
+        return rows
+    try:
+        con = connect(settings.build_db_path, read_only=True)
+    except duckdb.Error:
+        return [*rows, ("warehouse", "busy: a run is writing it")]
+    try:
+        newest, published = unpublished_loads(con)
+        held = held_snapshots(con)
+    except duckdb.Error:
+        return rows
+    finally:
+        con.close()
+    if newest > published:
+        rows.append(
+            (
+                "[yellow]not yet published[/]",
+                f"loads {published + 1}-{newest}: the next run publishes them",
+            )
+        )
+    for sid, at, tests in held:
+        rows.append(
+            (
+                "[red]held back[/]",
+                f"{sid} since {at:%Y-%m-%d %H:%M} UTC: failed {', '.join(tests)} "
+                f"(`ht readmit {sid}` after a fix)",
+            )
+        )
+    return rows
+
+
+def readmit_snapshots(settings: Settings, snapshot_ids: list[str], *, console: Console) -> None:
+    """Take held snapshots back (all when none are named): the next run tests them again."""
+    from flows.runlock import run_lock
+    from flows.warehouse import connect, readmit
+
+    with (
+        run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="readmit"),
+        connect(settings.build_db_path) as con,
+    ):
+        taken = readmit(con, snapshot_ids or None)
+    if not taken:
+        console.print("no such held snapshot (`ht status` lists them)")
+        return
+    console.print(f"taken back: {', '.join(taken)}; the next run (`ht run`) tests them again")

@@ -14,6 +14,7 @@ import pytest
 from flows import pipeline, snapshot
 from flows.lake.parquet import lake_path, write_table
 from flows.lake.tables import TABLES
+from flows.ops import pending_work
 from flows.settings import get_settings
 from flows.warehouse import connect, held_snapshots, readmit
 
@@ -131,6 +132,9 @@ def test_a_snapshot_failing_a_dbt_test_is_held_back_and_the_next_clean_one_publi
         ((held_id, _, tests),) = held_snapshots(con)
     assert held_id == SID
     assert tests == ["fct_cohort_snapshots_bias_in_unit_range"]
+    (row,) = [value for label, value in pending_work(settings) if "held back" in label]
+    assert SID in row
+    assert "ht readmit" in row
 
     sim.advance_to_next_state()
     summary = pipeline.elt_flow()  # a clean snapshot: published; the held one stays out

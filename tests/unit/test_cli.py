@@ -273,3 +273,46 @@ def test_every_command_takes_data_dir() -> None:
         if command.callback.__name__ == "simulate":  # type: ignore[union-attr]
             continue  # writes nothing, reads no data folder
         assert "data_dir" in params, command.callback.__name__  # type: ignore[union-attr]
+
+
+def test_a_run_that_did_not_start_exits_75(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from flows import pipeline
+    from flows.runlog import RunSummary
+
+    def skipped(force: bool = False) -> RunSummary:
+        return RunSummary(started_at=datetime.now(UTC), outcome="skipped: another run")
+
+    monkeypatch.setattr(pipeline, "elt_flow", skipped)
+    assert ops.run_once(force=False, console=Console(quiet=True)) == ops.EXIT_SKIPPED == 75
+
+
+def test_the_local_prefect_server_gets_no_pipeline_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("HT_API_TOKEN", "tok_never_in_the_server_env")
+    seen: dict[str, str] = {}
+
+    class Stop(Exception):
+        pass
+
+    def popen(args: list[str], env: dict[str, str], **kwargs: object) -> None:
+        seen.update(env)
+        raise Stop
+
+    monkeypatch.setattr(ops.subprocess, "Popen", popen)
+    with (
+        pytest.raises(Stop),
+        ops.local_prefect_server(get_settings(data_dir=tmp_path), Console(quiet=True)),
+    ):
+        pass
+    assert seen
+    assert not [k for k in seen if k.startswith("HT_")]
+    assert "tok_never_in_the_server_env" not in " ".join(seen.values())
