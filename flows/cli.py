@@ -140,7 +140,8 @@ def serve(data_dir: DataDir = None, debug: Debug = False) -> None:
 
         preflight(load_settings(), token=True)
         _offline()
-        serve_forever(console=console, debug=debug)
+        code = serve_forever(console=console, debug=debug)
+    raise SystemExit(code)
 
 
 @app.command()

@@ -239,31 +239,88 @@ def build_report_deployment(settings: Settings | None = None):  # -> RunnerDeplo
     )
 
 
-def serve_forever(*, console: Console, debug: bool = False) -> None:
-    """Serve the scheduled deployments (ELT and report) in this process until stopped.
+# How long `serve` gives its worker to stop after SIGINT or SIGTERM before killing it: a run
+# in flight is abandoned at that point (the next run completes what it began).
+SERVE_STOP_S = 8.0
+
+
+def serve_forever(*, console: Console, debug: bool = False) -> int:
+    """Serve the scheduled deployments until SIGINT (Ctrl-C) or SIGTERM; return the exit code.
+
+    The scheduler, the Prefect server and the runs live in a worker process of their own
+    session, so that a terminal's Ctrl-C (sent to the whole foreground group) reaches this
+    process alone: it asks the worker to stop (SIGTERM: Prefect's runner shuts down, the
+    server with it), waits ``SERVE_STOP_S``, then kills the worker's whole group. A run
+    in flight is either done by then or abandoned; nothing it wrote is half-visible, and
+    the next run completes it. One line says what happened.
+    """
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from flows.ops import serve_worker; serve_worker()"],
+        env={**os.environ, "HT_DEBUG": "1" if debug else ""},
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    received: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            with contextlib.suppress(ProcessLookupError):
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    deadline = None
+    how = "stopped"
+    while worker.poll() is None:
+        if received and deadline is None:
+            deadline = time.monotonic() + SERVE_STOP_S
+        if deadline is not None and time.monotonic() > deadline:
+            how = f"stopped (a run in flight was abandoned after {SERVE_STOP_S:g} s)"
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(worker.pid, signal.SIGKILL)  # whatever of its group is left
+    worker.wait()
+    if not received:
+        return worker.returncode
+    name = signal.Signals(received[0]).name
+    console.print(f"serve {how} on {name}; the next start goes on where it left off")
+    return 130 if received[0] == signal.SIGINT else 0
+
+
+def serve_worker() -> None:
+    """The worker of :func:`serve_forever`: Prefect's serve of both deployments.
 
     Prefect's schedules are turned into runs by a server's scheduler, which the temporary
     in-process API lacks. So with no Prefect server configured (``PREFECT_API_URL`` unset),
-    a local one is started for as long as ``serve`` runs, its database under
+    a local one is started for as long as the worker runs, its database under
     ``data/prefect``; its UI shows the runs. With ``PREFECT_API_URL`` set (for example to
     a ``prefect server start`` of your own), that server is used.
     """
     from prefect import serve
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
+    console = Console()
     settings = get_settings()
     when = (
         f"every {settings.schedule_interval_s}s"
         if settings.schedule_interval_s
         else f"cron '{settings.schedule_cron}' (UTC)"
     )
-    if not debug:
+    if not os.environ.get("HT_DEBUG"):
         quiet_prefect_tracebacks()
     with contextlib.ExitStack() as stack:
         url = get_current_settings().api.url
         if not url:
             url = stack.enter_context(local_prefect_server(settings, console))
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+        skipped = skip_late_runs()
+        if skipped:
+            console.print(
+                f"{skipped} scheduled run(s) fell due while serve was stopped: skipped (the "
+                "first run catches up on everything)"
+            )
         report_when = f"cron '{settings.report_cron}'"
         console.print(
             f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when} and "
@@ -271,6 +328,43 @@ def serve_forever(*, console: Console, debug: bool = False) -> None:
             f"data in {settings.data_dir}; Prefect API {url}. Ctrl-C stops."
         )
         serve(build_deployment(settings), build_report_deployment(settings))
+
+
+def skip_late_runs() -> int:
+    """Cancel the runs of our deployments whose time passed while nothing served them.
+
+    Prefect keeps scheduled runs in its database; after serve was stopped, those that fell
+    due would all start at once. Every run catches up on all that is pending, so one run on
+    the schedule is enough: the late ones are cancelled. Returns how many.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        late = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
+                ),
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=now),
+            ),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT_NAME])),
+        )
+        for run in late:
+            client.set_flow_run_state(
+                run.id, Cancelled(message="fell due while serve was stopped"), force=True
+            )
+    return len(late)
 
 
 def _die_with_parent() -> None:

@@ -104,6 +104,8 @@ def test_bad_crons_say_why(expression: str) -> None:
 def test_preflight_refuses_a_missing_token_an_unwritable_folder_and_a_full_disk(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # A session fixture (the demo warehouse) may have set a token for the whole session.
+    monkeypatch.delenv("HT_API_TOKEN", raising=False)
     settings = get_settings(data_dir=tmp_path / "data")
     with pytest.raises(ops.ConfigError, match="HT_API_TOKEN is not set"):
         ops.preflight(settings, token=True)
