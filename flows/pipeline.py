@@ -110,14 +110,8 @@ def load(settings: Settings) -> LoadResult:
     return result
 
 
-@task(name="dbt build", **TASK_OPTS)
-def transform(settings: Settings, *, unit_tests: bool = False) -> DbtOutcome:
-    """``dbt build``: seeds, models and data tests; each node's result becomes an artifact row.
-
-    A scheduled run builds the ``scheduled`` selector (dbt_project/selectors.yml: everything
-    but dbt's unit tests, which check the models' logic on fixed rows, not the data); a
-    rebuild runs the unit tests too.
-    """
+def _dbt_build(settings: Settings, *, unit_tests: bool) -> DbtOutcome:
+    """``dbt build``, each node's result logged and kept as a table artifact of the run."""
     outcome = build(settings, unit_tests=unit_tests, node_tasks=True)
     log = get_run_logger()
     for node in outcome.failures + outcome.warnings:
@@ -140,6 +134,17 @@ def transform(settings: Settings, *, unit_tests: bool = False) -> DbtOutcome:
     return outcome
 
 
+@task(name="dbt build", **TASK_OPTS)
+def transform(settings: Settings, *, unit_tests: bool = False) -> DbtOutcome:
+    """``dbt build``: seeds, models and data tests.
+
+    A scheduled run builds the ``scheduled`` selector (dbt_project/selectors.yml: everything
+    but dbt's unit tests, which check the models' logic on fixed rows, not the data); a
+    rebuild runs the unit tests too.
+    """
+    return _dbt_build(settings, unit_tests=unit_tests)
+
+
 def _failed(outcome: DbtOutcome) -> RuntimeError:
     names = ", ".join(f"{f['name']} ({f['status']})" for f in outcome.failures) or "see log"
     return RuntimeError(
@@ -156,7 +161,7 @@ def build_tested(settings: Settings, *, unit_tests: bool = False) -> tuple[DbtOu
     fails too, the failure is not theirs (a model's error): they are taken back and the run
     fails, naming what failed.
     """
-    outcome = transform.fn(settings, unit_tests=unit_tests)
+    outcome = _dbt_build(settings, unit_tests=unit_tests)
     if outcome.success:
         return outcome, []
     failed_tests = [f["name"] for f in outcome.failures if f["resource_type"] == "test"]
@@ -174,7 +179,7 @@ def build_tested(settings: Settings, *, unit_tests: bool = False) -> tuple[DbtOu
         len(held),
         ", ".join(held[:5]) + (" ..." if len(held) > 5 else ""),
     )
-    retried = transform.fn(settings, unit_tests=unit_tests)
+    retried = _dbt_build(settings, unit_tests=unit_tests)
     if not retried.success:
         with connect(settings.build_db_path) as con:
             readmit(con, held)
