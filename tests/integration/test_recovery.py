@@ -44,20 +44,24 @@ def fact_rows(snapshot_id: str) -> tuple[int, int]:
         con.close()
 
 
-def test_a_snapshot_archived_but_not_landed_reaches_every_layer_on_the_next_run(
-    env: Path, sim, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert pipeline.elt_flow().outcome == "published"
-    sim.advance_to_next_state()
+def fail_run_at(module: object, step: str) -> None:
+    """One ELT run of a new state in which ``module.step`` fails as on a full disk."""
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    # The snapshot is archived, then landing it fails (as on a full disk).
-    with monkeypatch.context() as patch:
-        patch.setattr(snapshot, "land", disk_full)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, step, disk_full)
         with pytest.raises(OSError, match="No space left"):
             pipeline.elt_flow()
+
+
+def test_a_snapshot_archived_but_not_landed_reaches_every_layer_on_the_next_run(
+    env: Path, sim
+) -> None:
+    assert pipeline.elt_flow().outcome == "published"
+    sim.advance_to_next_state()
+    fail_run_at(snapshot, "land")  # the snapshot is archived, then landing it fails
     stuck = snapshot.snapshot_id_for(sim.last_update)
     assert pipeline.archive_for(get_settings()).has_snapshot(stuck)
     assert stuck not in published_snapshots()
@@ -74,19 +78,10 @@ def test_a_snapshot_archived_but_not_landed_reaches_every_layer_on_the_next_run(
     assert pipeline.elt_flow().outcome == "no new data"
 
 
-def test_a_build_that_was_not_published_is_published_by_the_next_run(
-    env: Path, sim, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_build_that_was_not_published_is_published_by_the_next_run(env: Path, sim) -> None:
     assert pipeline.elt_flow().outcome == "published"
     sim.advance_to_next_state()
-
-    def fails(*args: object, **kwargs: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "publish", fails)
-        with pytest.raises(OSError, match="No space left"):
-            pipeline.elt_flow()
+    fail_run_at(pipeline, "publish")
     newest = snapshot.snapshot_id_for(sim.last_update)
     assert newest not in published_snapshots()
     summary = pipeline.elt_flow()  # the same state: fetches nothing, publishes the load
