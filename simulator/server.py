@@ -130,7 +130,10 @@ class SimulatedApi:
         self._anchor = (initial, time.monotonic())
         self._market_lock = threading.Lock()
         self._log: list[_Record] = []
-        self._log_lock = threading.Lock()
+        # A request is recorded after its response is sent; readers of the log wait for the
+        # requests in flight, so a caller who has its response always finds it logged.
+        self._log_lock = threading.Condition()
+        self._in_flight = 0
         self._segments_body = orjson.dumps(Market.segments())
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -283,11 +286,13 @@ class SimulatedApi:
     def request_log(self) -> list[LoggedRequest]:
         """Every API request so far (``/__sim/`` calls excluded), oldest first."""
         with self._log_lock:
+            self._log_lock.wait_for(lambda: self._in_flight == 0, timeout=10)
             return [LoggedRequest(r.method, r.path, r.query, r.status) for r in self._log]
 
     def clear_request_log(self) -> None:
         """Forget the requests logged so far."""
         with self._log_lock:
+            self._log_lock.wait_for(lambda: self._in_flight == 0, timeout=10)
             self._log.clear()
 
     def _record(
@@ -308,6 +313,16 @@ class SimulatedApi:
         if path.startswith("/__sim/") or path == "/__sim":
             self._handle_control(h, method, path)
             return
+        with self._log_lock:
+            self._in_flight += 1
+        try:
+            self._handle_api(h, method, path, query)
+        finally:
+            with self._log_lock:
+                self._in_flight -= 1
+                self._log_lock.notify_all()
+
+    def _handle_api(self, h: _Handler, method: str, path: str, query: dict[str, str]) -> None:
         endpoint = ENDPOINTS.get(path.rstrip("/"))
         if endpoint is None:
             body = orjson.dumps({"error": "not_found", "message": f"Cannot {method} {path}"})
@@ -445,6 +460,7 @@ class SimulatedApi:
             elif method != "GET":
                 return 405, {"error": "method_not_allowed"}
             with self._log_lock:
+                self._log_lock.wait_for(lambda: self._in_flight == 0, timeout=10)
                 records = [r.__dict__ for r in self._log]
             return 200, {"requests": records}
         return 404, {"error": "not_found", "message": f"no simulator control at {path}"}
