@@ -76,12 +76,96 @@ SEGMENTS = pa.schema(
     ]
 )
 
+# Hyperliquid's market (the info API), captured with each snapshot. Prices and sizes are the
+# API's decimal strings parsed on purpose into float64; NULL where the API sent none.
+#
+# One row per (snapshot, dex) the snapshot needed: what was fetched, or why nothing was
+# (status 'ok', 'failed' or 'quarantined'). A snapshot with no 'ok' row for a dex has no
+# market for that dex's coins: a recorded gap, never a made-up price.
+MARKET_FETCHES = pa.schema(
+    [
+        pa.field("snapshot_id", pa.string(), nullable=False),
+        pa.field("last_update", TS, nullable=False),
+        pa.field("dex", pa.string(), nullable=False),  # '' is the main dex, as in the API
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("fetched_at", TS, nullable=True),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("http_status", pa.int16(), nullable=True),
+        pa.field("body_bytes", pa.int64(), nullable=True),
+        pa.field("body_sha256", pa.string(), nullable=True),
+        pa.field("coin_count", pa.int32(), nullable=True),
+        pa.field("error", pa.string(), nullable=True),
+    ]
+)
+
+# One row per (snapshot, coin) of a fetched dex: metaAndAssetCtxs' universe entry and context.
+# `coin` is named as HyperTracker names it (`BTC`, `xyz:GOLD`).
+MARKET_CONTEXTS = pa.schema(
+    [
+        pa.field("snapshot_id", pa.string(), nullable=False),
+        pa.field("last_update", TS, nullable=False),
+        pa.field("dex", pa.string(), nullable=False),
+        pa.field("coin", pa.string(), nullable=False),
+        pa.field("fetched_at", TS, nullable=False),
+        pa.field("mark_px", pa.float64(), nullable=True),
+        pa.field("mid_px", pa.float64(), nullable=True),
+        pa.field("oracle_px", pa.float64(), nullable=True),
+        pa.field("open_interest", pa.float64(), nullable=True),  # coins, one side
+        pa.field("funding", pa.float64(), nullable=True),  # the current hourly rate
+        pa.field("premium", pa.float64(), nullable=True),
+        pa.field("day_ntl_vlm", pa.float64(), nullable=True),
+        pa.field("prev_day_px", pa.float64(), nullable=True),
+        pa.field("sz_decimals", pa.int16(), nullable=False),
+        pa.field("max_leverage", pa.int16(), nullable=True),
+        pa.field("is_delisted", pa.bool_(), nullable=False),
+    ]
+)
+
+# Hourly candles (candleSnapshot, interval 1h), fetched incrementally for the coins on the
+# board. A candle may be fetched again (the open one, or an overlap): staging keeps the row
+# fetched last per (coin, open_time). Partitioned by the UTC date of open_time.
+CANDLES = pa.schema(
+    [
+        pa.field("coin", pa.string(), nullable=False),
+        pa.field("candle_interval", pa.string(), nullable=False),
+        pa.field("open_time", TS, nullable=False),
+        pa.field("close_time", TS, nullable=False),
+        pa.field("open_px", pa.float64(), nullable=False),
+        pa.field("high_px", pa.float64(), nullable=False),
+        pa.field("low_px", pa.float64(), nullable=False),
+        pa.field("close_px", pa.float64(), nullable=False),
+        pa.field("volume", pa.float64(), nullable=False),
+        pa.field("trades", pa.int64(), nullable=False),
+        pa.field("fetched_at", TS, nullable=False),
+    ]
+)
+
+# Hourly funding (fundingHistory), fetched incrementally like the candles; partitioned by the
+# UTC date of `time`; staging keeps the row fetched last per (coin, time).
+FUNDING_RATES = pa.schema(
+    [
+        pa.field("coin", pa.string(), nullable=False),
+        pa.field("time", TS, nullable=False),
+        pa.field("funding_rate", pa.float64(), nullable=False),
+        pa.field("premium", pa.float64(), nullable=True),
+        pa.field("fetched_at", TS, nullable=False),
+    ]
+)
+
 # The lake's tables by name; the warehouse reads each as a view of the same name (schema lake).
 TABLES: dict[str, pa.Schema] = {
     "snapshots": SNAPSHOTS,
     "heatmap_coins": HEATMAP_COINS,
     "heatmap_cohorts": HEATMAP_COHORTS,
     "segments": SEGMENTS,
+    "market_fetches": MARKET_FETCHES,
+    "market_contexts": MARKET_CONTEXTS,
+    "candles": CANDLES,
+    "funding_rates": FUNDING_RATES,
 }
 # The three tables written once per snapshot (segments is written once per ladder fetch).
 SNAPSHOT_TABLES = ("snapshots", "heatmap_coins", "heatmap_cohorts")
+# Written with a snapshot, before its `snapshots` commit mark, from the snapshot's market archive.
+MARKET_TABLES = ("market_fetches", "market_contexts")
+# Written by the incremental price-history fetch, independent of snapshots.
+PRICE_HISTORY_TABLES = ("candles", "funding_rates")
