@@ -28,6 +28,7 @@ Window = Literal["24h", "7d", "30d", "all"]
 WINDOWS: tuple[Window, ...] = ("24h", "7d", "30d", "all")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_URL = "https://ht-api.coinmarketman.com/api/external"
+DEFAULT_HYPERLIQUID_URL = "https://api.hyperliquid.xyz"
 
 
 class Settings(BaseSettings):
@@ -61,6 +62,29 @@ class Settings(BaseSettings):
     backoff_base_s: float = Field(0.5, gt=0, description="First back-off; doubles per retry.")
     state_change_refetches: int = Field(
         3, ge=0, description="Times the windows are fetched again when the state moves mid-fetch."
+    )
+
+    # --- the second source: Hyperliquid's public info API (no token) ---------------------
+    hyperliquid_url: str = Field(
+        DEFAULT_HYPERLIQUID_URL, description="Hyperliquid API base URL (POST {url}/info)."
+    )
+    hyperliquid_weight_per_minute: int = Field(
+        1000,
+        ge=20,
+        description="Request weight sent to the info API in any rolling minute. Hyperliquid "
+        "allows 1200 per IP for all REST calls together: the default leaves room for others.",
+    )
+    hyperliquid_max_retry_wait_s: float = Field(
+        20.0,
+        gt=0,
+        description="Total time one info request may spend waiting between attempts: the market "
+        "is captured between archiving a snapshot and landing it, so it must not wait long.",
+    )
+    price_history_weight_per_run: int = Field(
+        2400,
+        ge=0,
+        description="Weight one run may spend on candles and funding history (0 = none). A "
+        "first backfill (~550 a coin) spreads over several runs; an hour of 30 coins is ~1300.",
     )
 
     # --- the plan's quota -----------------------------------------------------------------
@@ -144,15 +168,16 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("base_url")
+    @field_validator("base_url", "hyperliquid_url")
     @classmethod
-    def _check_base_url(cls, value: str) -> str:
+    def _check_base_url(cls, value: str, info: ValidationInfo) -> str:
         if not value.startswith(("http://", "https://")):
+            name = f"HT_{str(info.field_name).upper()}"
+            default = DEFAULT_BASE_URL if name == "HT_BASE_URL" else DEFAULT_HYPERLIQUID_URL
             raise ValueError(
-                f"HT_BASE_URL={value!r} is not an http(s) URL: leave it unset for "
-                f"{DEFAULT_BASE_URL}"
+                f"{name}={value!r} is not an http(s) URL: leave it unset for {default}"
             )
-        return value
+        return value.rstrip("/") if info.field_name == "hyperliquid_url" else value
 
     @field_validator("schedule_cron", "report_cron")
     @classmethod
