@@ -16,7 +16,13 @@ Kinds, by what a client sees:
 - schema drift, 200 with valid JSON (heatmap only): ``extra_field``, ``missing_field``,
   ``string_numbers``, ``bias_out_of_range``, ``negative_count``, ``duplicate_coin``,
   ``empty_heatmap``, ``unknown_segment`` (a valid payload with a cohort id 17 that a client
-  must keep and flag, not reject).
+  must keep and flag, not reject); for the info API, ``bad_decimal`` (valid JSON whose first
+  price is not a decimal string).
+
+``path`` names a HyperTracker endpoint (``any`` is any of them) or ``info``, the simulated
+Hyperliquid info API (``POST /info``), which ``any`` does not reach: a fault meant for the
+second source says so. ``info_type`` narrows an info fault to one request type
+(``metaAndAssetCtxs``, ``candleSnapshot``, ``fundingHistory``) and ``dex`` to one dex.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ DRIFT_KINDS: Final = frozenset(
         "unknown_segment",
     }
 )
-KINDS: Final = TRANSPORT_KINDS | DRIFT_KINDS
-PATHS: Final = ("heatmap", "segments", "status", "any")
+INFO_DRIFT_KINDS: Final = frozenset({"bad_decimal"})
+KINDS: Final = TRANSPORT_KINDS | DRIFT_KINDS | INFO_DRIFT_KINDS
+PATHS: Final = ("heatmap", "segments", "status", "any", "info")
+INFO_TYPES: Final = ("metaAndAssetCtxs", "candleSnapshot", "fundingHistory")
 WINDOWS: Final = ("24h", "7d", "30d", "all")
 SERVER_ERROR_STATUSES: Final = (500, 502, 503, 504)
 UNKNOWN_SEGMENT_ID: Final = 17
@@ -71,6 +79,8 @@ class Fault:
     retry_after_header: bool = True
     status: int = 500
     delay_s: float = 1.0
+    info_type: str | None = None
+    dex: str | None = None
     matched: int = field(default=0, init=False, compare=False)
     fired: int = field(default=0, init=False, compare=False)
 
@@ -81,6 +91,12 @@ class Fault:
             raise ValueError(f"unknown fault path {self.path!r}; expected one of {PATHS}")
         if self.kind in DRIFT_KINDS and self.path not in ("heatmap", "any"):
             raise ValueError(f"{self.kind} alters heatmap payloads: path must be heatmap or any")
+        if self.kind in INFO_DRIFT_KINDS and self.path != "info":
+            raise ValueError(f"{self.kind} alters info answers: path must be info")
+        if (self.info_type is not None or self.dex is not None) and self.path != "info":
+            raise ValueError("info_type and dex narrow info faults: path must be info")
+        if self.info_type is not None and self.info_type not in INFO_TYPES:
+            raise ValueError(f"unknown info_type {self.info_type!r}; expected one of {INFO_TYPES}")
         if self.window is not None and self.window not in WINDOWS:
             raise ValueError(f"unknown window {self.window!r}; expected one of {WINDOWS}")
         if self.kind == "server_error" and self.status not in SERVER_ERROR_STATUSES:
@@ -117,12 +133,17 @@ class Fault:
         """True once it has fired ``times`` times."""
         return self.times is not None and self.fired >= self.times
 
-    def matches(self, path: str, window: str | None) -> bool:
-        """Whether a request to endpoint ``path`` (and heatmap ``window``) is targeted."""
+    def matches(
+        self, path: str, window: str | None, info_type: str | None = None, dex: str | None = None
+    ) -> bool:
+        """Whether a request to endpoint ``path`` (heatmap ``window``; info request type and
+        dex) is targeted."""
         if self.kind in DRIFT_KINDS and path != "heatmap":
             return False
-        if self.path not in ("any", path):
+        if self.path != path and not (self.path == "any" and path != "info"):
             return False
+        if path == "info":
+            return self.info_type in (None, info_type) and self.dex in (None, dex)
         return self.window is None or self.window == window
 
     def trigger(self) -> bool:
@@ -162,12 +183,14 @@ class FaultPlan:
         with self._lock:
             return list(self._faults)
 
-    def pick(self, path: str, window: str | None) -> Fault | None:
+    def pick(
+        self, path: str, window: str | None, info_type: str | None = None, dex: str | None = None
+    ) -> Fault | None:
         """The fault that fires on this request, if any."""
         with self._lock:
             chosen = None
             for fault in self._faults:
-                if fault.matches(path, window) and fault.trigger():
+                if fault.matches(path, window, info_type, dex) and fault.trigger():
                     chosen = fault
                     break
             self._faults = [f for f in self._faults if not f.exhausted]
@@ -290,3 +313,13 @@ def _segment_17(coin: dict[str, Any]) -> dict[str, Any]:
         "countShort": n_short,
         "bias": round(long_v / total, 3),
     }
+
+
+def bad_decimal(body: bytes) -> bytes:
+    """An info answer whose first price is not a decimal string (valid JSON otherwise)."""
+    for key in (b'"markPx":"', b'"o":"', b'"fundingRate":"'):
+        at = body.find(key)
+        if at >= 0:
+            start = at + len(key)
+            return body[:start] + b"1.2.3" + body[body.index(b'"', start) :]
+    return body

@@ -34,9 +34,13 @@ import numpy as np
 import orjson
 
 from flows.cohorts import COHORTS, PNL_LADDER, SIZE_LADDER, Cohort
+from simulator.pricing import MarketPrices
 
 WINDOWS: Final = ("24h", "7d", "30d", "all")
 DEFAULT_START: Final = datetime(2026, 11, 1, tzinfo=UTC)
+# How far before the market's first state prices (candles, funding) reach: beyond the 5000
+# hourly candles the info API keeps.
+HISTORY_DAYS: Final = 240.0
 
 # --- the cohort ladder ----------------------------------------------------------------------
 # The 16 cohorts come from flows/cohorts.py (the dbt seed), in ladder order: the size ladder
@@ -224,7 +228,9 @@ class Market:
     Returned heatmaps are cached and shared: treat them as read-only.
     """
 
-    def __init__(self, seed: int = 7, start: datetime = DEFAULT_START) -> None:
+    def __init__(
+        self, seed: int = 7, start: datetime = DEFAULT_START, history_days: float = HISTORY_DAYS
+    ) -> None:
         self.seed = int(seed)
         start = _as_utc(start)
         # Whole milliseconds, as the API writes times: lastUpdate then names its state exactly.
@@ -243,6 +249,11 @@ class Market:
         # Start open interest near its calibrated level: BTC about 1.2e9 on day one.
         x0[:, LOG_OI] = self._mu[:, LOG_OI] + init.standard_normal(self.n_coins) * 0.1
         self._checkpoints: dict[int, np.ndarray] = {0: x0}
+        # The crowd mood of every state computed so far (prices lean on it), by state.
+        self._sent_hist = np.zeros((1024, self.n_coins), dtype=np.float32)
+        self._sent_hist[0] = x0[:, SENT]
+        self._sent_upto = 0
+        self.prices = MarketPrices(self, history_days)
         self._cur_step, self._cur = 0, x0.copy()
         self._block: tuple[int, np.ndarray, dict[int, tuple[np.ndarray, ...]]] | None = None
         self._snapshots: OrderedDict[int, dict[str, list[dict[str, Any]]]] = OrderedDict()
@@ -435,9 +446,43 @@ class Market:
         while self._cur_step < k:
             self._cur_step += 1
             self._step(self._cur, self._cur_step)
+            if self._cur_step > self._sent_upto:
+                self._record_sentiment(self._cur_step, self._cur[:, SENT])
             if self._cur_step % CHECKPOINT_EVERY == 0:
                 self._checkpoints[self._cur_step] = self._cur.copy()
         return self._cur
+
+    def _record_sentiment(self, k: int, sent: np.ndarray) -> None:
+        if k >= len(self._sent_hist):
+            grown = np.zeros((2 * len(self._sent_hist), self.n_coins), dtype=np.float32)
+            grown[: len(self._sent_hist)] = self._sent_hist
+            self._sent_hist = grown
+        self._sent_hist[k] = sent
+        self._sent_upto = k
+
+    def sentiment(self, states: np.ndarray) -> np.ndarray:
+        """The crowd mood (latent ``SENT``) at each of ``states``: (coins, len(states))."""
+        states = np.asarray(states)
+        top = int(states.max()) if states.size else 0
+        if top > self._sent_upto:
+            self._latent(top)  # steps through (and records) every state up to it
+        return self._sent_hist[states].T
+
+    def states_at_ms(self, ms: np.ndarray) -> np.ndarray:
+        """The state in force at each time (ms since the start); -1 before the first."""
+        ms = np.asarray(ms)
+        if ms.size:
+            while self._cum_ms[-1] <= ms.max():
+                self._extend_intervals()
+        return np.searchsorted(self._cum_ms, ms, side="right") - 1
+
+    def known_until_ms(self) -> int:
+        """Until when (ms since the start) the moods computed so far fix the prices."""
+        return self._t_ms(self._sent_upto + 1)
+
+    def ms_of(self, moment: datetime) -> int:
+        """A moment as ms since the market's start (negative before it)."""
+        return (_as_utc(moment) - self.start) // timedelta(milliseconds=1)
 
     # --- emission --------------------------------------------------------------------------
 
@@ -478,8 +523,11 @@ class Market:
         ramp *= np.clip((self._delist_ms - t_ms) / (1.5 * day), 0.03, 1.0)
 
         # Gross open interest and expected positions per cell.
-        oi = np.exp(x[:, LOG_OI]) * ramp
-        ratio = oi / BTC_OI
+        # Open interest in coins (at the start's prices) moves on its own; valued at the
+        # state's marks it is the notional the cohorts hold: size x mark.
+        coins_oi = np.exp(x[:, LOG_OI]) * ramp
+        ratio = coins_oi / BTC_OI
+        oi = coins_oi * self.prices.marks_at(t_ms) / self.prices.p0
         positions = BTC_POSITIONS * ratio**0.45 * np.exp(x[:, LOG_N])
         rows = ROW_SHARE * ratio[:, None] ** ROW_BETA
         rows /= rows.sum(axis=1, keepdims=True)

@@ -6,10 +6,14 @@ Production code talks to it exactly as to the real API (``base_url`` + Bearer to
   other value: 400 with a plain-string body; a ``coin`` parameter is ignored, as upstream);
 - ``GET /api/external/segments``: the 16 cohorts;
 - ``GET /api/external/hypertracker/state/status``: ``lastUpdate``, ``nextUpdate``,
-  ``nextUpdateThreshold``.
+  ``nextUpdateThreshold``;
+- ``POST /info``: Hyperliquid's public info API (``metaAndAssetCtxs``, ``candleSnapshot``,
+  ``fundingHistory``; :mod:`.info`), from the same market, at ``info_url``. It takes no
+  token; the request log says whether a request carried the HyperTracker token anyway.
 
-A missing or wrong token gets 401. Responses carry Content-Length and connections are kept
-alive (HTTP/1.1), so pooled clients reuse them.
+A missing or wrong token gets 401 (HyperTracker's endpoints). Every answer's ``Date``
+header is the simulated clock, as a real server's is its own. Responses carry
+Content-Length and connections are kept alive (HTTP/1.1), so pooled clients reuse them.
 
 Tests, the demo and other processes steer it: in Python through :class:`SimulatedApi`
 (clock, faults, request log), over HTTP through ``/__sim/`` (loopback only, no token; see
@@ -22,6 +26,7 @@ The clock follows the wall clock (from an anchor) until it is set: after ``set_t
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hmac
 import logging
 import socket
@@ -40,12 +45,14 @@ from simulator.faults import (
     DRIFT_KINDS,
     Fault,
     FaultPlan,
+    bad_decimal,
     drift_heatmap,
     malformed,
     rate_limit_body,
     server_error_body,
 )
-from simulator.market import DEFAULT_START, WINDOWS, Market, iso_ms
+from simulator.info import BadInfoRequest, answer
+from simulator.market import DEFAULT_START, HISTORY_DAYS, WINDOWS, Market, iso_ms
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +61,7 @@ ENDPOINTS = {
     f"{API_PREFIX}/positions/heatmap": "heatmap",
     f"{API_PREFIX}/segments": "segments",
     f"{API_PREFIX}/hypertracker/state/status": "status",
+    "/info": "info",
 }
 UNAUTHORIZED = b'{"error":"unauthorized","message":"Invalid or missing API token"}'
 JSON = "application/json"
@@ -81,6 +89,7 @@ class _Record:
     status: int
     fault: str | None
     at: str
+    token_seen: bool = False  # the HyperTracker token appeared in the request, anywhere
 
 
 def default_start(now: datetime) -> datetime:
@@ -115,6 +124,7 @@ class SimulatedApi:
         port: int = 0,
         start: datetime | None = None,
         now: datetime | None = None,
+        history_days: float = HISTORY_DAYS,
     ) -> None:
         self.seed = seed
         self.host = host
@@ -122,7 +132,9 @@ class SimulatedApi:
         self._port = port
         initial = _utc(now) if now is not None else datetime.now(UTC)
         self.market = Market(
-            seed, start=_utc(start) if start is not None else default_start(initial)
+            seed,
+            start=_utc(start) if start is not None else default_start(initial),
+            history_days=history_days,
         )
         self.faults = FaultPlan()
         self._clock_lock = threading.Lock()
@@ -216,6 +228,11 @@ class SimulatedApi:
         """``http://127.0.0.1:PORT/api/external``: what ``HT_BASE_URL`` should be."""
         return f"http://{self.host}:{self.port}{API_PREFIX}"
 
+    @property
+    def info_url(self) -> str:
+        """``http://127.0.0.1:PORT``: what ``HT_HYPERLIQUID_URL`` should be (``POST /info``)."""
+        return f"http://{self.host}:{self.port}"
+
     # --- clock ----------------------------------------------------------------------------
 
     @property
@@ -295,11 +312,26 @@ class SimulatedApi:
             self._log_lock.wait_for(lambda: self._in_flight == 0, timeout=10)
             self._log.clear()
 
+    def info_requests(self) -> list[dict[str, Any]]:
+        """The info API requests so far: their body's fields, status, fault, and whether
+        the HyperTracker token appeared anywhere in them (it must not)."""
+        with self._log_lock:
+            self._log_lock.wait_for(lambda: self._in_flight == 0, timeout=10)
+            return [r.__dict__ for r in self._log if r.path == "/info"]
+
     def _record(
-        self, method: str, path: str, query: dict[str, str], status: int, fault: str | None
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        status: int,
+        fault: str | None,
+        token_seen: bool = False,
     ) -> None:
         with self._log_lock:
-            self._log.append(_Record(method, path, query, status, fault, iso_ms(self.now)))
+            self._log.append(
+                _Record(method, path, query, status, fault, iso_ms(self.now), token_seen)
+            )
         logger.debug(
             "%s %s %s -> %s%s", method, path, query, status, f" [{fault}]" if fault else ""
         )
@@ -324,6 +356,9 @@ class SimulatedApi:
 
     def _handle_api(self, h: _Handler, method: str, path: str, query: dict[str, str]) -> None:
         endpoint = ENDPOINTS.get(path.rstrip("/"))
+        if endpoint == "info":
+            self._handle_info(h, method, path)
+            return
         if endpoint is None:
             body = orjson.dumps({"error": "not_found", "message": f"Cannot {method} {path}"})
             _send(h, 404, body)
@@ -354,6 +389,42 @@ class SimulatedApi:
         status = self._respond(h, endpoint, window, fault)
         self._record(method, path, query, status, fault.kind if fault else None)
 
+    def _handle_info(self, h: _Handler, method: str, path: str) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        seen = self._token in raw or any(self._token in v.encode() for v in h.headers.values())
+        if method != "POST":
+            _send(h, 405, b'{"error":"method_not_allowed"}', headers=[("Allow", "POST")])
+            self._record(method, path, {}, 405, None, seen)
+            return
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            request = None
+        fields = _info_fields(request)
+        fault = self.faults.pick("info", None, fields.get("type"), fields.get("dex"))
+        kind = fault.kind if fault else None
+        if fault is not None and kind in ("slow", "rate_limit", "server_error", "drop"):
+            status = self._respond(h, "info", None, fault)
+        else:
+            try:
+                with self._market_lock:
+                    body = answer(self.market, request, self.now)
+            except BadInfoRequest as exc:
+                _send(h, 422, str(exc).encode(), TEXT)
+                self._record(method, path, fields, 422, None, seen)
+                return
+            if kind == "malformed_json":
+                body = malformed(body)
+            elif kind == "bad_decimal":
+                body = bad_decimal(body)
+            if kind == "truncate":
+                _send_truncated(h, body)
+            else:
+                _send(h, 200, body)
+            status = 200
+        self._record(method, path, fields, status, kind, seen)
+
     def _authorized(self, header: str | None) -> bool:
         scheme, _, credentials = (header or "").partition(" ")
         # compare_digest: the time taken must not tell how much of a guess was right.
@@ -383,13 +454,7 @@ class SimulatedApi:
             # Before writing: the client's next request must already see the new state.
             self.advance_to_next_state()
         if kind == "truncate":
-            h.send_response(200)
-            h.send_header("Content-Type", JSON)
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body[: len(body) // 2])
-            h.wfile.flush()
-            h.close_connection = True
+            _send_truncated(h, body)
             return 200
         _send(h, 200, body)
         return 200
@@ -481,6 +546,29 @@ class SimulatedApi:
         }
 
 
+def _info_fields(request: Any) -> dict[str, str]:
+    """An info request's fields, flattened to text, for the request log."""
+    if not isinstance(request, dict):
+        return {}
+    inner = request.get("req") if isinstance(request.get("req"), dict) else {}
+    out = {"type": str(request.get("type"))}
+    for key, value in {**request, **inner}.items():
+        if key not in ("type", "req"):
+            out[key] = str(value)
+    return out
+
+
+def _send_truncated(h: _Handler, body: bytes) -> None:
+    """Promise the whole body, send half, close: a transfer cut short."""
+    h.send_response(200)
+    h.send_header("Content-Type", JSON)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body[: len(body) // 2])
+    h.wfile.flush()
+    h.close_connection = True
+
+
 def _send(
     h: _Handler,
     status: int,
@@ -542,6 +630,10 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.track(self.connection, alive=False)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header tells the simulated time: clients stamp answers with it.
+        return email.utils.formatdate(self.server.api.now.timestamp(), usegmt=True)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
