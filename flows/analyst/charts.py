@@ -19,33 +19,47 @@ from matplotlib.patches import Rectangle
 from flows.analyst.data import Board, History
 from flows.analyst.scale import (
     ABSENT_COLOUR,
-    CHANGE_CAP_PP,
+    CHANGE_TICKS_PP,
     COHORT_BY_ID,
     COHORTS,
     LADDER_TITLES,
     bias_colour,
     change_colour,
+    change_position,
     format_bias,
     format_pp,
     format_usd,
     ramp_colour,
+    size_weight,
     text_colour,
+    weighted,
 )
 
 DPI = 100
-# Okabe-Ito: eight colours that stay apart under colour-vision deficiencies; one per cohort
-# of a ladder (each ladder has eight).
-LINE_COLOURS = (
-    "#E69F00",
-    "#56B4E9",
-    "#009E73",
-    "#F0E442",
-    "#0072B2",
-    "#D55E00",
-    "#CC79A7",
-    "#000000",
+# The ladders are ordered, so their lines are too, and no colour serves both ladders: the size
+# ladder light to dark in one hue (viridis, small wallets to Leviathan), the PnL ladder along
+# the board's own ramp, the biggest winners blue to the biggest losers orange.
+SIZE_LINE_COLOURS = (
+    "#b5de2b",
+    "#6ece58",
+    "#35b779",
+    "#1f9e89",
+    "#26828e",
+    "#31688e",
+    "#3e4989",
+    "#482878",
 )
-LINE_STYLES = ("-", "-", "-", "--", "-", "-", "--", "-")  # yellow and pink dashed: thin colours
+PNL_LINE_COLOURS = (
+    "#053061",
+    "#2166ac",
+    "#4393c3",
+    "#92c5de",
+    "#fdb863",
+    "#e08214",
+    "#b35806",
+    "#7f3b08",
+)
+LINE_STYLES = ("-", "--", "-", "--", "-", "--", "-", "--")  # neighbours apart by dash too
 
 
 def _png(fig: Figure, *, palette: bool = False) -> bytes:
@@ -80,7 +94,8 @@ def cell_text(board: Board, coin: str, segment_id: int) -> tuple[str, str, str]:
     if board.kind == "bias":
         if cell is None or cell.bias is None:
             return ABSENT_COLOUR, "–", ""
-        return bias_colour(cell.bias), format_bias(cell.bias), format_usd(cell.total_usd)
+        colour = weighted(bias_colour(cell.bias), size_weight(cell.total_usd))
+        return colour, format_bias(cell.bias), format_usd(cell.total_usd)
     if cell is None:
         return ABSENT_COLOUR, "–", ""
     if cell.status in ("new", "closed", "gap"):
@@ -88,8 +103,10 @@ def cell_text(board: Board, coin: str, segment_id: int) -> tuple[str, str, str]:
         return ABSENT_COLOUR, label, format_usd(cell.usd_change, signed=True)
     if cell.change_pp is None:
         return ABSENT_COLOUR, "–", format_usd(cell.usd_change, signed=True)
+    # The larger of the two days' notional: a cohort that shrank to nothing moved a lot.
+    before = cell.total_usd - (cell.usd_change or 0)
     return (
-        change_colour(cell.change_pp),
+        weighted(change_colour(cell.change_pp), size_weight(max(cell.total_usd, before))),
         format_pp(cell.change_pp),
         format_usd(cell.usd_change, signed=True),
     )
@@ -176,17 +193,31 @@ def _colour_key(fig: Figure, kind: str, width: float, height: float) -> None:
     cmap = ListedColormap([ramp_colour(p) for p in positions])
     ax.imshow([positions], aspect="auto", cmap=cmap, extent=(0, 1, 0, 1))
     ax.set_yticks([])
-    ax.set_xticks([0, 0.5, 1])
+    faint = "; faint = small notional (full colour from $10M)"
     if kind == "bias":
+        ax.set_xticks([0, 0.5, 1])
         ax.set_xticklabels(["0 all short", "0.5 neutral", "1 all long"], fontsize=7)
-        note = "bias = long share of USD notional; grey = cohort holds no position"
+        note = "bias = long share of USD notional; grey = no position" + faint
     else:
-        cap = f"{CHANGE_CAP_PP:.0f}"
-        ax.set_xticklabels([f"−{cap}pp shorter", "no change", f"+{cap}pp longer"], fontsize=7)
-        note = "bias change vs the previous day's close; grey = new, closed or no bias on a day"
+        ax.set_xticks([change_position(t) for t in CHANGE_TICKS_PP])
+        ax.set_xticklabels([format_pp(t) for t in CHANGE_TICKS_PP], fontsize=6.5)
+        note = "bias change vs the previous close (square-root scale); grey = new/closed" + faint
     ax.set_title(note, fontsize=7, pad=3)
     for spine in ax.spines.values():
         spine.set_visible(False)
+
+
+def history_title(history: History) -> str:
+    """The chart's title: the coin, the window and the span actually held, never a wish."""
+    if not history.times:
+        return f"{history.coin}: bias per cohort, window {history.window}: no snapshot held"
+    first, last = history.times[0], history.times[-1]
+    days = (last - first).total_seconds() / 86400
+    return (
+        f"{history.coin}: bias per cohort, window {history.window}, "
+        f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC "
+        f"({days:.1f} days held, {len(history.times)} snapshots)"
+    )
 
 
 def history_png(history: History, title: str) -> bytes:
@@ -196,13 +227,14 @@ def history_png(history: History, title: str) -> bytes:
     times = history.times
     for ax, ladder in zip(axes[:2], ("size", "pnl"), strict=True):
         cohorts = [c for c in COHORTS if c.ladder == ladder]
+        palette = SIZE_LINE_COLOURS if ladder == "size" else PNL_LINE_COLOURS
         for i, cohort in enumerate(cohorts):
             # None becomes NaN: a cohort with no positions leaves a gap in its line.
             values = [math.nan if v is None else v for v in history.bias[cohort.segment_id]]
             ax.plot(
                 times,
                 values,
-                color=LINE_COLOURS[i],
+                color=palette[i],
                 linestyle=LINE_STYLES[i],
                 linewidth=1.5,
                 label=COHORT_BY_ID[cohort.segment_id].name,

@@ -390,3 +390,358 @@ def load_divergence(
         [OI_WINDOW, day, window, coins, limit],
     ).fetchall()
     return [Divergence(c, s, r, pp, float(oi or 0)) for c, s, r, pp, oi in rows]
+
+
+# --------------------------------------------------------------------------- the interactive page
+#
+# The page holds, for every window, the board at each day's close over the days it keeps (the
+# day slider), every board coin's history (the coin picker) and, when the warehouse has them,
+# market data and the flow/price split. The loaders below read each in one query over the
+# coins of the board.
+
+MARKET = "fct_market_snapshots"
+FLOW_PRICE = "cohort_flow_price_daily"
+
+
+def relation_columns(con: duckdb.DuckDBPyConnection, name: str) -> set[str]:
+    """The columns of ``marts.<name>``; empty when the relation does not exist (yet)."""
+    rows = con.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = 'marts' and table_name = ?",
+        [name],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def has_relation(con: duckdb.DuckDBPyConnection, name: str, columns: set[str]) -> bool:
+    """True when ``marts.<name>`` exists with every one of ``columns``.
+
+    Market data is added to the warehouse by a later change: the report draws its parts only
+    when the relation is there with the columns it reads, and says so otherwise.
+    """
+    return columns <= relation_columns(con, name)
+
+
+def held_days(con: duckdb.DuckDBPyConnection, until: dt.date, limit: int) -> list[dt.date]:
+    """The last ``limit`` days with a close up to ``until``, oldest first."""
+    rows = con.execute(
+        "select distinct snapshot_date from marts.coin_bias_daily where snapshot_date <= ? "
+        "order by snapshot_date desc limit ?",
+        [until, limit],
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+@dataclass(frozen=True)
+class DayCell:
+    """One coin x cohort at a day's close, with its change since the previous close."""
+
+    bias: float | None
+    total_usd: float
+    positions: int
+    change_pp: float | None
+    usd_change: float | None
+    status: str | None  # "new", "closed", "gap" or None
+    close_snapshot_id: str | None = None
+
+
+def load_day_cells(
+    con: duckdb.DuckDBPyConnection, days: list[dt.date], windows: list[str], coins: list[str]
+) -> dict[tuple[dt.date, str, str, int], DayCell]:
+    """(day, window, coin, segment) -> the cohort at the day's close and its day-over-day."""
+    rows = con.execute(
+        'select snapshot_date, "window", coin, segment_id, bias, total_usd, total_positions, '
+        "bias_change_pp, total_usd_change, has_previous_day, is_new, is_closed, "
+        "close_snapshot_id from marts.cohort_day_over_day "
+        'where snapshot_date in (select unnest(?)) and "window" in (select unnest(?)) '
+        "and coin in (select unnest(?))",
+        [days, windows, coins],
+    ).fetchall()
+    out = {}
+    for day, window, coin, seg, bias, total, positions, pp, usd, has_prev, new, closed, sid in rows:
+        status = "gap" if not has_prev else "new" if new else "closed" if closed else None
+        out[(day, window, coin, int(seg))] = DayCell(
+            bias=None if bias is None or not total else float(bias),
+            total_usd=float(total or 0),
+            positions=int(positions or 0),
+            change_pp=None if pp is None else float(pp),
+            usd_change=None if usd is None else float(usd),
+            status=status,
+            close_snapshot_id=sid,
+        )
+    return out
+
+
+def load_day_open_interest(
+    con: duckdb.DuckDBPyConnection, days: list[dt.date], coins: list[str], window: str
+) -> dict[tuple[dt.date, str], float]:
+    """(day, coin) -> the coin's notional at the day's close in ``window`` (open interest)."""
+    rows = con.execute(
+        "select snapshot_date, coin, total_usd from marts.coin_bias_daily "
+        'where snapshot_date in (select unnest(?)) and "window" = ? '
+        "and coin in (select unnest(?))",
+        [days, window, coins],
+    ).fetchall()
+    return {(d, c): float(v or 0) for d, c, v in rows}
+
+
+@dataclass(frozen=True)
+class DayDivergence:
+    """Smart money vs retail in one coin at a day's close, and the spread's daily change."""
+
+    smart_bias: float | None
+    retail_bias: float | None
+    smart_usd: float
+    retail_usd: float
+    spread_pp: float | None
+    spread_change_pp: float | None  # NULL when the previous day has no spread
+
+
+def load_day_divergence(
+    con: duckdb.DuckDBPyConnection, days: list[dt.date], windows: list[str], coins: list[str]
+) -> dict[tuple[dt.date, str, str], DayDivergence]:
+    """(day, window, coin) -> the mart's smart-vs-retail row and its change since D-1."""
+    rows = con.execute(
+        'select d.snapshot_date, d."window", d.coin, d.smart_bias, d.retail_bias, '
+        "d.smart_total_usd, d.retail_total_usd, d.smart_minus_retail_pp, "
+        "d.smart_minus_retail_pp - p.smart_minus_retail_pp "
+        "from marts.smart_retail_divergence_daily as d "
+        "left join marts.smart_retail_divergence_daily as p "
+        '  on p.snapshot_date = d.snapshot_date - 1 and p."window" = d."window" '
+        "  and p.coin = d.coin "
+        'where d.snapshot_date in (select unnest(?)) and d."window" in (select unnest(?)) '
+        "and d.coin in (select unnest(?))",
+        [days, windows, coins],
+    ).fetchall()
+    return {
+        (day, window, coin): DayDivergence(
+            smart_bias=sb,
+            retail_bias=rb,
+            smart_usd=float(su or 0),
+            retail_usd=float(ru or 0),
+            spread_pp=pp,
+            spread_change_pp=change,
+        )
+        for day, window, coin, sb, rb, su, ru, pp, change in rows
+    }
+
+
+# Bucket widths the history may use, smallest first: the narrowest that keeps a series within
+# the page's point budget wins, so a longer span costs the page no more bytes.
+BUCKETS_MINUTES = (30, 60, 120, 180, 240, 360, 720, 1440)
+
+
+def _epoch(t: dt.datetime) -> float:
+    # The marts' timestamps are UTC without a zone (DuckDB's epoch() reads them so).
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def history_bucket(span: dt.timedelta, max_points: int) -> int:
+    """Minutes per history point: the smallest bucket giving at most ``max_points``."""
+    minutes = span.total_seconds() / 60
+    for bucket in BUCKETS_MINUTES:
+        if minutes / bucket <= max_points:
+            return bucket
+    return BUCKETS_MINUTES[-1]
+
+
+@dataclass
+class HistoryGrid:
+    """Every board coin's bias history in every window, on one grid of time buckets.
+
+    Point ``i`` is the last snapshot in ``[start + i * bucket, start + (i + 1) * bucket)``.
+    """
+
+    start: dt.datetime
+    bucket_minutes: int
+    points: int
+    first_at: dt.datetime | None  # the first and last snapshot actually held
+    last_at: dt.datetime | None
+    # (window, coin) -> segment_id -> one bias per point (None: no snapshot or no positions)
+    bias: dict[tuple[str, str], dict[int, list[float | None]]]
+    spread_pp: dict[tuple[str, str], list[float | None]]
+    # (window, coin) -> [(point, the daily mart's smart - retail at the day's close)]
+    closes: dict[tuple[str, str], list[tuple[int, float | None]]]
+    price: dict[str, list[float | None]] = field(default_factory=dict)  # coin -> mark price
+
+
+def load_history_grid(
+    con: duckdb.DuckDBPyConnection,
+    coins: list[str],
+    windows: list[str],
+    *,
+    until: dt.datetime,
+    days: float,
+    max_points: int,
+    market: bool,
+) -> HistoryGrid:
+    """Bias per cohort (and the smart - retail spread) per time bucket, for every coin."""
+    since = until - dt.timedelta(days=days)
+    span_row = con.execute(
+        "select min(last_update), max(last_update) from marts.fct_coin_snapshots "
+        "where last_update > ? and last_update <= ?",
+        [since, until],
+    ).fetchone()
+    first_at, last_at = span_row if span_row else (None, None)
+    if first_at is None or last_at is None:
+        return HistoryGrid(until, 60, 0, None, None, {}, {}, {})
+    bucket = history_bucket(last_at - first_at, max_points)
+    width = dt.timedelta(minutes=bucket)
+    # Buckets counted from midnight UTC, so that a day's close ends its day's last bucket.
+    midnight = dt.datetime.combine(first_at.date(), dt.time(), tzinfo=first_at.tzinfo)
+    start = midnight + ((first_at - midnight) // width) * width
+    points = int((last_at - start) // width) + 1
+    smart = ", ".join(str(s) for s in SMART_SEGMENTS)
+    retail = ", ".join(str(s) for s in RETAIL_SEGMENTS)
+    rows = con.execute(
+        f"""
+        with snap as (
+            select "window", coin, last_update, segment_id, bias, long_usd, total_usd,
+                floor((epoch(last_update) - ?) / ?)::integer as point
+            from marts.fct_cohort_snapshots
+            where coin in (select unnest(?)) and "window" in (select unnest(?))
+                and last_update >= ? and last_update <= ?
+        ),
+        closing as (
+            select "window", coin, point, max(last_update) as last_update
+            from snap group by all
+        )
+        select
+            s."window", s.coin, s.point,
+            list(s.bias order by s.segment_id) as biases,
+            list(s.segment_id order by s.segment_id) as segments,
+            sum(s.long_usd) filter (where s.segment_id in ({smart}))
+                / nullif(sum(s.total_usd) filter (where s.segment_id in ({smart})), 0),
+            sum(s.long_usd) filter (where s.segment_id in ({retail}))
+                / nullif(sum(s.total_usd) filter (where s.segment_id in ({retail})), 0)
+        from snap as s
+        inner join closing as c
+            on c."window" = s."window" and c.coin = s.coin and c.last_update = s.last_update
+        group by s."window", s.coin, s.point
+        """,
+        [_epoch(start), bucket * 60, coins, windows, start, until],
+    ).fetchall()
+    bias: dict[tuple[str, str], dict[int, list[float | None]]] = {}
+    spread: dict[tuple[str, str], list[float | None]] = {}
+    for window, coin, point, biases, segments, smart_bias, retail_bias in rows:
+        key = (window, coin)
+        series = bias.setdefault(key, {s: [None] * points for s in LADDER_ORDER})
+        for seg, b in zip(segments, biases, strict=True):
+            if int(seg) in series:
+                series[int(seg)][point] = None if b is None else float(b)
+        line = spread.setdefault(key, [None] * points)
+        if smart_bias is not None and retail_bias is not None:
+            line[point] = (smart_bias - retail_bias) * 100
+    closes: dict[tuple[str, str], list[tuple[int, float | None]]] = {}
+    for window, coin, close_at, pp in con.execute(
+        'select d."window", d.coin, c.close_at, d.smart_minus_retail_pp '
+        "from marts.smart_retail_divergence_daily as d "
+        "inner join marts.coin_bias_daily as c "
+        '  on c.snapshot_date = d.snapshot_date and c."window" = d."window" and c.coin = d.coin '
+        'where d.coin in (select unnest(?)) and d."window" in (select unnest(?)) '
+        "  and c.close_at >= ? and c.close_at <= ? order by c.close_at",
+        [coins, windows, start, until],
+    ).fetchall():
+        point = int((close_at - start) // width)
+        closes.setdefault((window, coin), []).append((point, pp))
+    grid = HistoryGrid(start, bucket, points, first_at, last_at, bias, spread, closes)
+    if market:
+        grid.price = load_price_grid(con, coins, start=start, until=until, bucket=bucket)
+        for coin in grid.price:
+            grid.price[coin] = (grid.price[coin] + [None] * points)[:points]
+    return grid
+
+
+def load_price_grid(
+    con: duckdb.DuckDBPyConnection,
+    coins: list[str],
+    *,
+    start: dt.datetime,
+    until: dt.datetime,
+    bucket: int,
+) -> dict[str, list[float | None]]:
+    """coin -> the mark price of the last market snapshot in each bucket (None: no market)."""
+    rows = con.execute(
+        f"""
+        select coin, floor((epoch(snapshot_at) - ?) / ?)::integer as point,
+            arg_max(mark_price, snapshot_at)
+        from marts.{MARKET}
+        where coin in (select unnest(?)) and snapshot_at >= ? and snapshot_at <= ?
+            and has_market and mark_price is not null
+        group by all
+        """,
+        [_epoch(start), bucket * 60, coins, start, until],
+    ).fetchall()
+    out: dict[str, list[float | None]] = {}
+    for coin, point, price in rows:
+        line = out.setdefault(coin, [])
+        if len(line) <= point:
+            line.extend([None] * (point + 1 - len(line)))
+        line[point] = float(price)
+    return out
+
+
+@dataclass(frozen=True)
+class MarketRow:
+    mark_price: float | None
+    open_interest_usd: float | None
+    funding_rate_hourly: float | None
+
+
+def load_market_days(
+    con: duckdb.DuckDBPyConnection,
+    days: list[dt.date],
+    coins: list[str],
+    *,
+    snapshot_id: str,
+    snapshot_day: dt.date,
+) -> dict[tuple[dt.date, str], MarketRow]:
+    """(day, coin) -> the market at the day's last market snapshot; the report's own snapshot
+    stands for its day (its market was captured with it)."""
+    rows = con.execute(
+        f"""
+        select snapshot_at::date as day, coin,
+            arg_max(mark_price, snapshot_at), arg_max(open_interest_usd, snapshot_at),
+            arg_max(funding_rate_hourly, snapshot_at)
+        from marts.{MARKET}
+        where coin in (select unnest(?)) and snapshot_at::date in (select unnest(?))
+            and has_market
+        group by all
+        """,
+        [coins, days],
+    ).fetchall()
+    out = {(d, c): MarketRow(p, oi, f) for d, c, p, oi, f in rows}
+    for coin, p, oi, f in con.execute(
+        f"select coin, mark_price, open_interest_usd, funding_rate_hourly from marts.{MARKET} "
+        "where snapshot_id = ? and has_market and coin in (select unnest(?))",
+        [snapshot_id, coins],
+    ).fetchall():
+        out[(snapshot_day, coin)] = MarketRow(p, oi, f)
+    return out
+
+
+@dataclass(frozen=True)
+class FlowPrice:
+    net_usd_change: float | None
+    net_flow_usd: float | None
+    net_price_effect_usd: float | None
+
+
+def load_flow_price(
+    con: duckdb.DuckDBPyConnection, days: list[dt.date], windows: list[str], coins: list[str]
+) -> dict[tuple[dt.date, str, str, int], FlowPrice]:
+    """(day, window, coin, segment) -> the day's net notional change split into flow and price."""
+    rows = con.execute(
+        f"""
+        select snapshot_date, "window", coin, segment_id,
+            net_usd_change, net_flow_usd, net_price_effect_usd
+        from marts.{FLOW_PRICE}
+        where snapshot_date in (select unnest(?)) and "window" in (select unnest(?))
+            and coin in (select unnest(?))
+        """,
+        [days, windows, coins],
+    ).fetchall()
+    return {
+        (d, w, c, int(s)): FlowPrice(change, flow, price)
+        for d, w, c, s, change, flow, price in rows
+    }

@@ -1,26 +1,33 @@
-"""The heatmap report: one self-contained HTML page plus PNGs, from ``analytics.duckdb``.
+"""The heatmap report: one self-contained, interactive HTML page and PNGs, from the warehouse.
 
-The page works offline and opened from disk: styles and the one small script are inline,
-charts are PNG data URIs, and a Content-Security-Policy forbids loading anything else. The
-board is a real HTML table (one ``<td class="cell">`` per coin x cohort) for every window,
-and a window switch shows one at a time.
+The page works offline and opened from disk: one style sheet and one script, inline and
+allowed by their SHA-256 hashes in a Content-Security-Policy that forbids everything else
+(no network, no other script or style, no inline style attribute). Its data is one JSON
+document in the page (:mod:`flows.analyst.payload`): every window's board at each held day's
+close, every board coin's history and, when the warehouse has them, market data and the
+flow/price split. ``report.js`` (plain JavaScript, no library) draws the boards as HTML tables
+(sticky headers and coin column, sorting, a coin filter, a minimum notional), a day slider,
+the history charts as SVG with a coin picker, and the divergence table.
 
-The markup lives in Jinja2 templates under ``templates/`` (autoescaped: coin names come from
-the API); this module shapes the data they show into the plain ``*View`` records below.
+The markup lives in Jinja2 templates under ``templates/`` (autoescaped); coin names reach the
+page only inside the JSON document, with every ``<`` escaped.
 
-Written atomically to ``reports/latest.html`` (the newest snapshot) and to
-``reports/<YYYY-MM-DD>/<snapshot_id>.html`` with the PNGs beside it.
+Written atomically to ``reports/<YYYY-MM-DD>/<snapshot_id>.html`` with the PNGs beside it, and
+to ``reports/latest.html`` when it shows the newest snapshot (never over a newer one).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
-import itertools
+import fcntl
+import hashlib
 import logging
+import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,20 +35,8 @@ import jinja2
 from markupsafe import Markup
 
 from flows import atomic
-from flows.analyst import charts, data
-from flows.analyst.data import Board, Divergence
-from flows.analyst.scale import (
-    ABSENT_COLOUR,
-    CHANGE_CAP_PP,
-    COHORTS,
-    LADDER_TITLES,
-    SHORT_TO_LONG,
-    format_bias,
-    format_pp,
-    format_usd,
-    is_ladder_start,
-    text_colour,
-)
+from flows.analyst import charts, data, payload
+from flows.analyst.data import Board
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_COIN = "BTC"
 DEFAULT_WINDOW = "all"  # HyperTracker's own default
 HISTORY_DAYS = 30.0
+DAYS_HELD = 14  # daily closes on the day slider: two weeks of boards
+HISTORY_POINTS = 180  # per series: hourly over a week, 4-hourly over a month
 LATEST_NAME = "latest.html"
 PNG_KINDS = frozenset({"board", "history", "day-over-day"})
 TITLE = "Hyperliquid cohort positioning"
@@ -67,6 +64,18 @@ CSS = Markup((TEMPLATES / "report.css").read_text(encoding="utf-8"))  # noqa: S7
 SCRIPT = Markup((TEMPLATES / "report.js").read_text(encoding="utf-8"))  # noqa: S704
 
 
+def _sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+
+
+# The page's own style sheet and script, by hash: nothing else may run or style the page.
+CSP = (
+    f"default-src 'none'; img-src data:; style-src '{_sha256(CSS)}'; "
+    f"script-src '{_sha256(SCRIPT)}'; base-uri 'none'; form-action 'none'"
+)
+SNAPSHOT_META = re.compile(rb'<meta name="ht-snapshot" content="([0-9TZ]+)">')
+
+
 @dataclass
 class RenderedReport:
     """A report in memory: the page and the PNG files that go beside it."""
@@ -76,96 +85,8 @@ class RenderedReport:
     html: bytes
     pngs: dict[str, bytes]  # kind ("board", "history", "day-over-day") -> PNG, default window
     default_window: str
+    coin: str = DEFAULT_COIN
     timings: dict[str, float] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- what the page shows
-
-
-@dataclass(frozen=True)
-class CellView:
-    """One ``<td class="cell">``: its texts, its colour and its ``data-*`` values."""
-
-    coin: str
-    cohort: int
-    classes: str
-    title: str  # the tooltip, one line per fact
-    first: str
-    second: str
-    background: str | None  # None: the grey comes from the ``absent`` class
-    light_ink: bool  # white text on a dark background
-    bias: str | None = None
-    usd: str | None = None
-    change_pp: str | None = None
-    status: str | None = None
-
-
-@dataclass(frozen=True)
-class LadderHead:
-    title: str
-    classes: str
-    span: int
-
-
-@dataclass(frozen=True)
-class CohortHead:
-    segment_id: int
-    name: str
-    classes: str
-
-
-@dataclass(frozen=True)
-class RowView:
-    coin: str
-    open_interest: str
-    cells: list[CellView]
-
-
-@dataclass(frozen=True)
-class BoardView:
-    kind: str
-    window: str
-    ladders: list[LadderHead]
-    cohorts: list[CohortHead]
-    rows: list[RowView]
-    columns: int  # the coin column and one per cohort
-
-
-@dataclass(frozen=True)
-class LegendView:
-    stops: Sequence[str]
-    left: str
-    mid: str
-    right: str
-    grey: str
-    note: str
-
-
-@dataclass(frozen=True)
-class DivergenceRow:
-    coin: str
-    smart: str
-    retail: str
-    spread: str
-    open_interest: str
-
-
-@dataclass(frozen=True)
-class ImageView:
-    alt: str
-    src: str  # a data: URI
-
-
-@dataclass(frozen=True)
-class WindowView:
-    """Everything one window shows, in each section of the page."""
-
-    window: str
-    board: BoardView
-    change: BoardView
-    change_title: str
-    history: ImageView
-    divergence: list[DivergenceRow]
 
 
 @dataclass(frozen=True)
@@ -177,197 +98,18 @@ class LinkView:
 @dataclass(frozen=True)
 class PageView:
     title: str
-    coin: str
-    when: str
     snapshot_id: str
+    when: str
     is_latest: bool
     published: str
     snapshot_count: str
     coin_count: int
     cohort_count: int
-    day: str
-    default_window: str
-    windows: list[WindowView]
-    bias_legend: LegendView
-    change_legend: LegendView
+    day_count: int
+    csp: str
+    data_json: Markup  # payload.to_json: no "<" in it, safe in a data block
     png_links: list[LinkView]
     docs_href: str
-
-
-# --------------------------------------------------------------------------- the board
-
-
-def _board_view(board: Board) -> BoardView:
-    """One board's table: coins down, the cohorts across in ladder order."""
-    ladders = []
-    for ladder, group in itertools.groupby(COHORTS, key=lambda c: c.ladder):
-        cohorts = list(group)
-        start = " ladder-start" if is_ladder_start(cohorts[0].segment_id) else ""
-        ladders.append(LadderHead(LADDER_TITLES[ladder], f"ladder{start}", len(cohorts)))
-    heads = [
-        CohortHead(
-            c.segment_id,
-            c.name,
-            "cohort ladder-start" if is_ladder_start(c.segment_id) else "cohort",
-        )
-        for c in COHORTS
-    ]
-    rows = [
-        RowView(
-            coin,
-            format_usd(board.open_interest.get(coin)),
-            [_cell_view(board, coin, c.segment_id, c.name) for c in COHORTS],
-        )
-        for coin in board.coins
-    ]
-    return BoardView(board.kind, board.window, ladders, heads, rows, len(COHORTS) + 1)
-
-
-def _cell_view(board: Board, coin: str, segment_id: int, cohort_name: str) -> CellView:
-    colour, first, second = charts.cell_text(board, coin, segment_id)
-    cell = board.cell(coin, segment_id)
-    classes = ["cell"]
-    if is_ladder_start(segment_id):
-        classes.append("ladder-start")
-    values: dict[str, str] = {}
-    tip = [f"{coin} · {cohort_name}"]
-    if cell is not None:
-        tip.append(
-            f"long {format_usd(cell.long_usd)} · short {format_usd(cell.short_usd)} · "
-            f"{cell.positions:,} positions"
-        )
-        if cell.bias is not None:
-            values["bias"] = f"{cell.bias:.4f}"
-            tip.append(f"bias {cell.bias:.3f} (net {2 * cell.bias - 1:+.3f})")
-        values["usd"] = f"{cell.total_usd:.0f}"
-        if board.kind == "change":
-            if cell.change_pp is not None:
-                values["change_pp"] = f"{cell.change_pp:.2f}"
-                tip.append(f"bias change {format_pp(cell.change_pp)} vs the previous close")
-            if cell.status:
-                values["status"] = cell.status
-    else:
-        tip.append("no row")
-    background: str | None = None
-    if colour == ABSENT_COLOUR:
-        classes.append("absent")
-        if board.kind == "bias":
-            tip.append("no positions: no bias")
-    else:
-        background = colour
-    return CellView(
-        coin=coin,
-        cohort=segment_id,
-        classes=" ".join(classes),
-        title="\n".join(tip),
-        first=first,
-        second=second,
-        background=background,
-        # Dark text is the table's own colour: only light-on-dark needs saying, per cell.
-        light_ink=background is not None and text_colour(background) == "#ffffff",
-        **values,
-    )
-
-
-def _legend_view(kind: str) -> LegendView:
-    if kind == "bias":
-        return LegendView(
-            SHORT_TO_LONG,
-            "0 · all short",
-            "0.5 · neutral",
-            "1 · all long",
-            "no positions (no bias)",
-            "bias = long share of the cohort's USD notional in the coin",
-        )
-    cap = f"{CHANGE_CAP_PP:.0f}"
-    return LegendView(
-        SHORT_TO_LONG,
-        f"−{cap}pp · shorter",
-        "no change",
-        f"+{cap}pp · longer",
-        "new, closed, no previous day or no bias",
-        "change of bias since the previous day's close, in percentage points",
-    )
-
-
-def _divergence_rows(rows: list[Divergence]) -> list[DivergenceRow]:
-    return [
-        DivergenceRow(
-            r.coin,
-            format_bias(r.smart_bias),
-            format_bias(r.retail_bias),
-            format_pp(r.spread_pp),
-            format_usd(r.open_interest),
-        )
-        for r in rows
-    ]
-
-
-def _image(png: bytes, alt: str) -> ImageView:
-    return ImageView(alt, f"data:image/png;base64,{base64.b64encode(png).decode()}")
-
-
-def _board_table(board: Board) -> str:
-    """One board rendered alone: the table the page shows for it."""
-    macro = _ENV.get_template("board.html.j2").module.board_table  # type: ignore[attr-defined]
-    return str(macro(_board_view(board)))
-
-
-# --------------------------------------------------------------------------- the page
-
-
-def _page_view(
-    *,
-    coin: str,
-    snapshot_id: str,
-    as_of: dt.datetime,
-    is_latest: bool,
-    published_at: dt.datetime | None,
-    snapshot_count: int | None,
-    coin_count: int,
-    default_window: str,
-    boards: Mapping[str, Board],
-    changes: Mapping[str, Board],
-    history_pngs: Mapping[str, bytes],
-    divergences: Mapping[str, list[Divergence]],
-    png_kinds: Sequence[str],
-    link_prefix: str,
-) -> PageView:
-    """What the page shows, for the windows of ``boards`` in their order."""
-    windows = [
-        WindowView(
-            window=w,
-            board=_board_view(boards[w]),
-            change=_board_view(changes[w]),
-            change_title=_change_title(changes[w], w, latest=is_latest),
-            history=_image(history_pngs[w], f"{coin} bias per cohort, window {w}"),
-            divergence=_divergence_rows(divergences[w]),
-        )
-        for w in boards
-    ]
-    return PageView(
-        title=TITLE,
-        coin=coin,
-        when=f"{as_of:%Y-%m-%d %H:%M} UTC",
-        snapshot_id=snapshot_id,
-        is_latest=is_latest,
-        published=f"{published_at:%Y-%m-%d %H:%M} UTC" if published_at else "unknown",
-        snapshot_count="?" if snapshot_count is None else str(snapshot_count),
-        coin_count=coin_count,
-        cohort_count=len(COHORTS),
-        day=f"{as_of:%Y-%m-%d}",
-        default_window=default_window,
-        windows=windows,
-        bias_legend=_legend_view("bias"),
-        change_legend=_legend_view("change"),
-        png_links=[
-            LinkView(
-                link_prefix + _dated_png(as_of, snapshot_id, kind, default_window), f"{kind}.png"
-            )
-            for kind in png_kinds
-        ],
-        docs_href=f"{link_prefix}docs.html",
-    )
 
 
 def _page(view: PageView) -> bytes:
@@ -386,13 +128,16 @@ def render_report(
     day: dt.date | None = None,
     top_n: int | None = None,
     history_days: float = HISTORY_DAYS,
+    days_held: int = DAYS_HELD,
     link_prefix: str = "",
     day_over_day_png: bool = False,
 ) -> RenderedReport:
     """Build the report in memory from the published analytics database (read-only).
 
     ``snapshot_id`` or ``day`` (its closing snapshot) picks the board; the default is the
-    newest snapshot. ``link_prefix`` is the way from the page's folder to ``reports/``.
+    newest snapshot. ``coin`` is the coin whose history the page (and the history PNG) shows
+    first; the page holds every board coin's. ``link_prefix`` is the way from the page's
+    folder to ``reports/``.
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -418,63 +163,117 @@ def render_report(
             # No BTC (a tiny test market?): fall back to the biggest coin rather than fail.
             coin = data.board_coins(con, snapshot_id, windows, 1)[0][0]
         coins, oi = data.board_coins(con, snapshot_id, windows, top_n)
+        if coin not in coins:
+            coins = [*coins, coin]  # the coin asked for is on the page, even if small
         boards = {w: data.load_board(con, snapshot_id, w, coins, oi) for w in windows}
-        changes = {w: data.load_change_board(con, the_day, w, top_n) for w in windows}
-        histories = data.load_histories(con, coin, windows, until=as_of, days=history_days)
-        divergences = {
-            w: data.load_divergence(con, the_day, w, changes[w].coins or coins) for w in windows
-        }
+        has_market = data.has_relation(con, data.MARKET, payload.MARKET_COLUMNS)
+        has_flow = data.has_relation(con, data.FLOW_PRICE, payload.FLOW_COLUMNS)
+        days = data.held_days(con, the_day, days_held)
+        if the_day not in days:
+            days.append(the_day)
+        held = payload.Held(
+            windows=windows,
+            default_window=default_window,
+            default_coin=coin,
+            coins=coins,
+            snapshot_id=snapshot_id,
+            as_of=as_of,
+            is_latest=snapshot_id == latest_id,
+            days=days,
+            snapshot_boards=boards,
+            day_cells=data.load_day_cells(con, days, windows, coins),
+            day_oi=data.load_day_open_interest(
+                con, days, coins, data.OI_WINDOW if data.OI_WINDOW in windows else windows[-1]
+            ),
+            divergence=data.load_day_divergence(con, days, windows, coins),
+            history=data.load_history_grid(
+                con,
+                coins,
+                windows,
+                until=as_of,
+                days=history_days,
+                max_points=HISTORY_POINTS,
+                market=has_market,
+            ),
+            market=(
+                data.load_market_days(
+                    con, days, coins, snapshot_id=snapshot_id, snapshot_day=the_day
+                )
+                if has_market
+                else None
+            ),
+            flow_price=data.load_flow_price(con, days, windows, coins) if has_flow else None,
+            notes={
+                **({} if has_market else {"market": payload.MARKET_NOTE}),
+                **({} if has_flow else {"flow": payload.FLOW_NOTE}),
+            },
+        )
+        history = data.load_history(con, coin, default_window, until=as_of, days=history_days)
+        change = data.load_change_board(con, the_day, default_window, top_n)
         about = con.execute(
             "select published_at, snapshot_count from marts.about limit 1"
         ).fetchone()
     timings["read"] = time.perf_counter() - started
 
     t = time.perf_counter()
-    when = f"{as_of:%Y-%m-%d %H:%M} UTC"
-    history_pngs = {
-        w: charts.history_png(
-            histories[w],
-            f"{coin}: bias per cohort, window {w}, last {history_days:g} days to {when}",
-        )
-        for w in windows
-    }
-    timings["history charts"] = time.perf_counter() - t
+    document = payload.to_json(payload.document(held))
+    timings["data"] = time.perf_counter() - t
+
     t = time.perf_counter()
+    when = f"{as_of:%Y-%m-%d %H:%M} UTC"
     dw = default_window
     pngs = {
         "board": charts.board_png(
             boards[dw], f"Cohort bias board · window {dw} · {when} · top {len(coins)} coins by OI"
         ),
-        "history": history_pngs[dw],
+        "history": charts.history_png(history, charts.history_title(history)),
     }
     if day_over_day_png:
         # Opt-in: a board PNG costs about a second of text rendering, and the page already
-        # has the day-over-day board as a table.
+        # has the day-over-day board.
         pngs["day-over-day"] = charts.board_png(
-            changes[dw], _change_title(changes[dw], dw, latest=snapshot_id == latest_id)
+            change, _change_title(change, dw, latest=snapshot_id == latest_id)
         )
-    timings["board charts"] = time.perf_counter() - t
+    timings["charts"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    view = _page_view(
-        coin=coin,
+    prefix = _png_prefix(snapshot_id, coin)
+    view = PageView(
+        title=TITLE,
         snapshot_id=snapshot_id,
-        as_of=as_of,
+        when=when,
         is_latest=snapshot_id == latest_id,
-        published_at=about[0] if about else None,
-        snapshot_count=about[1] if about else None,
+        published=f"{about[0]:%Y-%m-%d %H:%M} UTC" if about and about[0] else "unknown",
+        snapshot_count="?" if not about or about[1] is None else str(about[1]),
         coin_count=len(coins),
-        default_window=dw,
-        boards=boards,
-        changes=changes,
-        history_pngs=history_pngs,
-        divergences=divergences,
-        png_kinds=list(pngs),
-        link_prefix=link_prefix,
+        cohort_count=16,
+        day_count=len(days),
+        csp=CSP,
+        data_json=Markup(document),  # noqa: S704 (payload.to_json escapes every "<")
+        png_links=[
+            LinkView(f"{link_prefix}{as_of:%Y-%m-%d}/{prefix}-{kind}-{dw}.png", f"{kind}.png")
+            for kind in pngs
+        ],
+        docs_href=f"{link_prefix}docs.html",
     )
     page = _page(view)
     timings["html"] = time.perf_counter() - t
-    return RenderedReport(snapshot_id, as_of, page, pngs, dw, timings)
+    return RenderedReport(snapshot_id, as_of, page, pngs, dw, coin, timings)
+
+
+def _coin_slug(coin: str) -> str:
+    # Paths never hold a coin name as it is (``xyz:GOLD`` has a colon): letters and digits,
+    # the rest as hex, so two coins never share a file.
+    return "".join(ch if ch.isascii() and ch.isalnum() else f"~{ord(ch):x}" for ch in coin)
+
+
+def _png_prefix(snapshot_id: str, coin: str) -> str:
+    """A report's file stem: the snapshot id, and the coin when it is not the default one.
+
+    The page holds every coin; ``coin`` only picks the history shown first (and drawn in the
+    history PNG), so a report for another coin is a file of its own, never over the default.
+    """
+    return snapshot_id if coin == DEFAULT_COIN else f"{snapshot_id}-coin-{_coin_slug(coin)}"
 
 
 def _change_title(board: Board, window: str, *, latest: bool) -> str:
@@ -485,11 +284,6 @@ def _change_title(board: Board, window: str, *, latest: bool) -> str:
         f"Day over day · window {window} · close of {board.day:%Y-%m-%d}{so_far} "
         f"vs close of {board.day - dt.timedelta(days=1):%Y-%m-%d}"
     )
-
-
-def _dated_png(as_of: dt.datetime, snapshot_id: str, kind: str, window: str) -> str:
-    # Paths hold the date and snapshot id only: never a coin name (``xyz:GOLD`` has a colon).
-    return f"{as_of:%Y-%m-%d}/{snapshot_id}-{kind}-{window}.png"
 
 
 def write_report(
@@ -505,13 +299,14 @@ def write_report(
 ) -> Path:
     """Write the report and its PNGs under ``settings.reports_dir``; return the page's path.
 
-    Always writes the dated copy ``reports/<YYYY-MM-DD>/<snapshot_id>.html`` with its PNGs
-    (``<snapshot_id>-board-<window>.png`` and ``-history-``, for the default window; also
-    ``-day-over-day-`` with ``day_over_day_png``). For the newest snapshot it also replaces
-    ``reports/latest.html`` and the ``latest-*.png`` files, and returns ``latest.html``; for
-    an older one it returns the dated copy. Every file is written atomically: a reader sees
-    the old or the new file. ``out_dir`` writes somewhere else than ``settings.reports_dir``
-    (tests, one-off copies).
+    Always writes the dated copy ``reports/<YYYY-MM-DD>/<stem>.html`` with its PNGs
+    (``<stem>-board-<window>.png`` and ``-history-``, for the default window; also
+    ``-day-over-day-`` with ``day_over_day_png``); the stem is the snapshot id, with the coin
+    when another than BTC is shown first, so no report ever overwrites another's. For the
+    newest snapshot it also replaces ``reports/latest.html`` and the ``latest-*.png`` files
+    (unless they already show a newer snapshot) and returns ``latest.html``; for an older one
+    it returns the dated copy. Every file is written atomically: a reader sees the old or the
+    new file. ``out_dir`` writes somewhere else than ``settings.reports_dir`` (tests).
     """
     started = time.perf_counter()
     reports = out_dir or settings.reports_dir
@@ -527,23 +322,24 @@ def write_report(
     )
     with data.connect(settings.analytics_db_path) as con:
         latest_id, _ = data.latest_snapshot(con)
+    folder = reports / f"{report.as_of:%Y-%m-%d}"
+    stem = _png_prefix(report.snapshot_id, report.coin)
     for kind, png in report.pngs.items():
-        _publish(
-            reports / _dated_png(report.as_of, report.snapshot_id, kind, report.default_window),
-            png,
-        )
-    dated = reports / f"{report.as_of:%Y-%m-%d}" / f"{report.snapshot_id}.html"
+        _publish(folder / f"{stem}-{kind}-{report.default_window}.png", png)
+    dated = folder / f"{stem}.html"
     _publish(dated, report.html)
     target = dated
     if report.snapshot_id == latest_id:
-        for kind, png in report.pngs.items():
-            _publish(reports / f"latest-{kind}.png", png)
-        for kind in PNG_KINDS.difference(report.pngs):
-            # An opt-in image from an earlier run would be stale beside the new page.
-            (reports / f"latest-{kind}.png").unlink(missing_ok=True)
-        # The same page, its links seen from reports/ rather than reports/<date>/.
-        _publish(reports / LATEST_NAME, _relink(report))
-        target = reports / LATEST_NAME
+        with _latest_lock(reports):
+            if _shown_by_latest(reports) <= report.snapshot_id:
+                for kind, png in report.pngs.items():
+                    _publish(reports / f"latest-{kind}.png", png)
+                for kind in PNG_KINDS.difference(report.pngs):
+                    # An opt-in image from an earlier run would be stale beside the new page.
+                    (reports / f"latest-{kind}.png").unlink(missing_ok=True)
+                # The same page, its links seen from reports/ rather than reports/<date>/.
+                _publish(reports / LATEST_NAME, _relink(report))
+                target = reports / LATEST_NAME
     log.info(
         "report for %s written to %s in %.2fs (%s)",
         report.snapshot_id,
@@ -552,6 +348,29 @@ def write_report(
         ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items()),
     )
     return target
+
+
+@contextlib.contextmanager
+def _latest_lock(reports: Path) -> Iterator[None]:
+    """One writer of ``latest.html`` at a time: the check for a newer one and the write are
+    one step, so two reports finishing together never leave the older one as the newest."""
+    reports.mkdir(parents=True, exist_ok=True)
+    with (reports / ".latest.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _shown_by_latest(reports: Path) -> str:
+    """The snapshot id ``latest.html`` shows now; ``""`` when none (or an older page)."""
+    try:
+        head = (reports / LATEST_NAME).read_bytes()[:4096]
+    except FileNotFoundError:
+        return ""
+    found = SNAPSHOT_META.search(head)
+    return found.group(1).decode() if found else ""
 
 
 def _publish(final: Path, body: bytes) -> None:

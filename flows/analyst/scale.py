@@ -55,7 +55,18 @@ SHORT_TO_LONG: tuple[str, ...] = (
 )
 ABSENT_COLOUR = "#c8c8c8"  # a cohort with no positions: grey, never the neutral colour
 NEUTRAL = 0.5
-CHANGE_CAP_PP = 20.0  # day-over-day colours saturate at +-20 percentage points
+# A bias moves at most 100 percentage points in a day. The day-over-day colour spans that
+# whole range on a square-root scale, so it never saturates (a +-20pp cap did: many cells move
+# 35-100pp) while a 2-5pp move still shows: 5pp sits a fifth of the way out, 20pp at 45%.
+CHANGE_FULL_PP = 100.0
+CHANGE_TICKS_PP = (-100.0, -50.0, -20.0, -5.0, 0.0, 5.0, 20.0, 50.0, 100.0)
+# Colour says how big a cohort is, too: a cell's colour is mixed with white by its notional on
+# a log scale, from SIZE_FLOOR_USD (a faint wash) to SIZE_FULL_USD and above (full colour), so
+# a $823 cohort at bias 1.00 no longer looks like a $228M one. Fixed dollars, not per view,
+# so that one colour means one thing in every window and on every day.
+SIZE_FLOOR_USD = 1e3
+SIZE_FULL_USD = 1e7
+SIZE_MIN_WEIGHT = 0.18  # the faintest wash still shows which side the cohort leans
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
@@ -86,11 +97,31 @@ def bias_colour(bias: float | None) -> str:
     return ramp_colour(bias)
 
 
-def change_colour(change_pp: float | None, cap_pp: float = CHANGE_CAP_PP) -> str:
-    """Colour of a bias change in percentage points (centred at 0, saturating at +-cap)."""
+def change_position(change_pp: float) -> float:
+    """Where a change in percentage points sits on the ramp: square root, +-100pp at the ends."""
+    magnitude = math.sqrt(min(abs(change_pp), CHANGE_FULL_PP) / CHANGE_FULL_PP)
+    return 0.5 + math.copysign(magnitude, change_pp) / 2
+
+
+def change_colour(change_pp: float | None) -> str:
+    """Colour of a bias change in percentage points (centred at 0, never saturating)."""
     if change_pp is None or math.isnan(change_pp):
         return ABSENT_COLOUR
-    return ramp_colour(0.5 + change_pp / (2 * cap_pp))
+    return ramp_colour(change_position(change_pp))
+
+
+def size_weight(total_usd: float | None) -> float:
+    """How much of a cell's colour shows, from its notional: SIZE_MIN_WEIGHT .. 1 (log)."""
+    if not total_usd or total_usd <= SIZE_FLOOR_USD:
+        return SIZE_MIN_WEIGHT
+    span = math.log10(SIZE_FULL_USD) - math.log10(SIZE_FLOOR_USD)
+    t = min(1.0, (math.log10(total_usd) - math.log10(SIZE_FLOOR_USD)) / span)
+    return SIZE_MIN_WEIGHT + (1 - SIZE_MIN_WEIGHT) * t
+
+
+def weighted(colour: str, weight: float) -> str:
+    """``colour`` mixed with white: ``weight`` 1 is the colour itself, 0 white."""
+    return _hex([255 + (c - 255) * weight for c in _rgb(colour)])
 
 
 def text_colour(background: str) -> str:

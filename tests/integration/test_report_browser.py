@@ -2,13 +2,22 @@
 
 The report is written to a temporary folder (the shared demo warehouse is only read), served
 on 127.0.0.1 and opened in headless Chromium (Debian's ``chromium``, never a downloaded
-browser). The checks: the board renders the expected cells for every window, the numbers
-are the warehouse's, nothing logs an error, and no request leaves 127.0.0.1.
+browser). The checks: the numbers are the warehouse's; the boards' headings and coin column
+stay in view while they scroll; sorting, the coin filter, the minimum notional, the coin
+picker and the day slider change what they should; with market data (tables made here in a
+copy of the warehouse) the price line, open interest, funding and the flow/price split
+appear, and without it a note says so; nothing logs an error and no request leaves 127.0.0.1.
+Screenshots of every view at desktop (1400px) and phone (390px) widths are kept in the test's
+folder (``HT_REPORT_SHOTS`` names another) to be looked at.
+
+``HT_REPORT_DEMO=<data folder>`` reuses a demo already built (``ht demo --data-dir``) instead
+of building the session's two-day one: the inner loop while working on the report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -22,7 +31,7 @@ import pytest
 
 from flows.analyst import build_docs, running_site, write_report
 from flows.analyst.data import ReportDataError, connect, load_history
-from flows.analyst.scale import LADDER_ORDER
+from flows.analyst.scale import LADDER_ORDER, bias_colour, size_weight, weighted
 from flows.settings import WINDOWS, Settings, get_settings
 
 pytestmark = pytest.mark.integration
@@ -43,8 +52,17 @@ LOCAL_HOSTS = {"127.0.0.1"}
 
 
 @pytest.fixture(scope="module")
-def settings(demo_warehouse: Path) -> Settings:
-    return get_settings(data_dir=demo_warehouse)
+def demo_data(request: pytest.FixtureRequest) -> Path:
+    """The demo's data folder: ``HT_REPORT_DEMO`` if set, else the session's demo warehouse."""
+    given = os.environ.get("HT_REPORT_DEMO")
+    if given:
+        return Path(given)
+    return request.getfixturevalue("demo_warehouse")
+
+
+@pytest.fixture(scope="module")
+def settings(demo_data: Path) -> Settings:
+    return get_settings(data_dir=demo_data)
 
 
 @pytest.fixture(scope="module")
@@ -202,46 +220,73 @@ def test_report_files_are_written(site: Path, expected: dict[str, object]) -> No
             assert (site / ref).exists(), f"broken link {ref}"
 
 
+def page_data(page: str) -> dict:
+    """The JSON document a report page holds."""
+    pattern = r'<script type="application/json" id="report-data">(.*?)</script>'
+    block = re.search(pattern, page, re.S)
+    assert block
+    return json.loads(block.group(1))
+
+
 def test_board_holds_the_warehouse_numbers(
     site: Path, settings: Settings, expected: dict[str, object]
 ) -> None:
-    page = (site / "latest.html").read_text(encoding="utf-8")
-    table = re.search(
-        r'<table class="board" data-kind="bias" data-window="all">(.*?)</table>', page, re.S
-    )
-    assert table
-    cells = re.findall(r'<td class="([^"]*)" ([^>]*)>', table.group(1))
+    document = page_data((site / "latest.html").read_text(encoding="utf-8"))
     coins = list(expected["coins"])  # type: ignore[call-overload]
-    assert len(cells) == len(coins) * 16
+    assert document["coins"] == coins
+    assert [c[0] for c in document["cohorts"]] == list(LADDER_ORDER)
     con = duckdb.connect(str(settings.analytics_db_path), read_only=True)
     try:
         truth = {
-            (coin, seg): (bias, total)
-            for coin, seg, bias, total in con.execute(
-                "select coin, segment_id, bias, total_usd from marts.fct_cohort_snapshots "
-                "where snapshot_id = ? and \"window\" = 'all'",
+            (w, coin, seg): (bias, total)
+            for w, coin, seg, bias, total in con.execute(
+                'select "window", coin, segment_id, bias, total_usd '
+                "from marts.fct_cohort_snapshots where snapshot_id = ?",
                 [expected["snapshot_id"]],
+            ).fetchall()
+        }
+        closes = {
+            (str(d), w, coin, seg): (bias, total, pp)
+            for d, w, coin, seg, bias, total, pp in con.execute(
+                'select snapshot_date, "window", coin, segment_id, bias, total_usd, '
+                "bias_change_pp from marts.cohort_day_over_day"
             ).fetchall()
         }
     finally:
         con.close()
-    seen_coins = []
-    for i, (classes, attrs) in enumerate(cells):
-        a = dict(re.findall(r'([\w-]+)="([^"]*)"', attrs))
-        coin = a["data-coin"].replace("&amp;", "&")
-        seg = int(a["data-cohort"])
-        assert seg == LADDER_ORDER[i % 16]
-        if i % 16 == 0:
-            seen_coins.append(coin)
-        bias, total = truth[(coin, seg)]
-        if "absent" in classes.split():
-            # Absent = no positions, and no bias at all: never a made-up 0.5.
-            assert not total
-            assert "data-bias" not in a
-        else:
-            assert float(a["data-bias"]) == pytest.approx(bias, abs=5e-5)
-            assert float(a["data-usd"]) == pytest.approx(total, abs=1)
-    assert seen_coins == coins
+    for window in expected["windows"]:  # type: ignore[attr-defined]
+        # The newest day shows the snapshot itself.
+        day = document["boards"][window][-1]
+        biases, totals = day["b"].split(","), day["v"].split(",")
+        assert len(biases) == len(coins) * 16
+        for i, (b, v) in enumerate(zip(biases, totals, strict=True)):
+            coin, seg = coins[i // 16], LADDER_ORDER[i % 16]
+            bias, total = truth.get((window, coin, seg), (None, None))
+            if not total:
+                # No positions: no bias at all, never a made-up 0.5.
+                assert b == "", (window, coin, seg)
+            else:
+                assert int(b) / 1e4 == pytest.approx(bias, abs=5e-5)
+                assert float(v) == pytest.approx(total, rel=5e-3)
+        # An earlier day shows the mart's close and its day-over-day change.
+        first = document["days"][0]["day"]
+        day = document["boards"][window][0]
+        biases, changes = day["b"].split(","), day["c"].split(",")
+        for i, (b, c) in enumerate(zip(biases, changes, strict=True)):
+            coin, seg = coins[i // 16], LADDER_ORDER[i % 16]
+            bias, total, pp = closes.get((first, window, coin, seg), (None, None, None))
+            assert (b == "") == (bias is None or not total)
+            if b:
+                assert int(b) / 1e4 == pytest.approx(bias, abs=5e-5)
+            assert (c == "") == (pp is None)
+            if c:
+                assert int(c) / 10 == pytest.approx(pp, abs=0.05)
+
+
+def test_report_is_small_enough_to_keep_daily(site: Path) -> None:
+    size = (site / "latest.html").stat().st_size
+    print(f"report size: {size / 1e6:.2f} MB")
+    assert size < 3_000_000
 
 
 def test_smart_retail_spread_matches_the_daily_mart(
@@ -295,57 +340,210 @@ def test_missing_warehouse_says_what_to_do(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- in the browser
 
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``HT_REPORT_SHOTS`` when set (to look at them), else the test's."""
+    folder = Path(os.environ.get("HT_REPORT_SHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def open_report(context, recorder: Recorder, url: str, viewport: dict[str, int]):
+    page = context.new_page()
+    page.set_viewport_size(viewport)
+    recorder.watch(page)
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#bias-board tbody tr")
+    return page
+
+
+def rows(page, board: str = "bias") -> list[str]:
+    return page.eval_on_selector_all(
+        f"#{board}-board tbody tr[data-coin]", "rs => rs.map(r => r.dataset.coin)"
+    )
+
+
+def view_shots(page, shots: Path, label: str) -> None:
+    """One screenshot per section of the page, each scrolled to the top of the screen."""
+    for section in ("board", "day-over-day", "history", "divergence"):
+        page.evaluate(
+            "id => window.scrollTo(0, document.getElementById(id).offsetTop - "
+            "document.getElementById('controls').offsetHeight)",
+            section,
+        )
+        shot(page, shots, f"{label}-{section}")
+
 
 @pytest.mark.browser
-def test_report_renders_every_window(
-    site: Path, expected: dict[str, object], browser, tmp_path: Path
+def test_report_is_interactive(
+    site: Path, expected: dict[str, object], browser, shots: Path
 ) -> None:
     context, recorder = browser
-    n = len(expected["coins"])  # type: ignore[arg-type]
-    assert n == 30  # the simulated market lists far more than 30 coins
+    coins = list(expected["coins"])  # type: ignore[call-overload]
+    assert len(coins) == 30  # the simulated market lists far more than 30 coins
     with running_site(site) as url:
-        page = context.new_page()
-        recorder.watch(page)
-        page.goto(url + "latest.html", wait_until="load")
-        # The newest window shown first is `all`, HyperTracker's default.
+        page = open_report(context, recorder, url + "latest.html", DESKTOP)
+        # HyperTracker's default window first, the newest day, BTC's history.
         assert page.get_attribute("body", "data-window") == "all"
+        assert page.get_attribute("body", "data-coin") == "BTC"
+        # Open interest order, as the warehouse ranks the coins.
+        assert rows(page) == coins
         for window in expected["windows"]:  # type: ignore[attr-defined]
-            page.click(f'nav.windows button[data-show="{window}"]')
-            board = page.locator(f'table.board[data-kind="bias"][data-window="{window}"]')
-            assert board.is_visible()
-            assert page.locator('table.board[data-kind="bias"]:visible').count() == 1
-            cells = page.locator('table.board[data-kind="bias"] td.cell:visible')
-            assert cells.count() == n * 16, f"window {window}"
-            changes = page.locator('table.board[data-kind="change"] td.cell:visible')
-            assert changes.count() == n * 16, f"day over day, window {window}"
-            rows = board.locator("tbody tr")
-            assert rows.count() == n
-            first_row = rows.first.locator("td.cell")
-            assert [
-                int(first_row.nth(i).get_attribute("data-cohort") or 0) for i in range(16)
-            ] == list(LADDER_ORDER)
-            # Every visible chart decoded (a broken data URI has no natural width).
-            widths = page.eval_on_selector_all(
-                "img:not([hidden])",
-                "els => els.filter(e => e.offsetParent).map(e => e.naturalWidth)",
-            )
-            assert widths
-            assert all(w > 100 for w in widths), widths
-            shot(page, tmp_path, f"report-{window}")
-            page.locator("#history").scroll_into_view_if_needed()
-            shot(page, tmp_path, f"report-{window}-history")
-        # The grey cells are there where a cohort holds nothing (short windows have some).
-        page.click('nav.windows button[data-show="24h"]')
-        absent = page.locator('table.board[data-kind="bias"] td.cell.absent:visible')
-        assert absent.count() > 0
-        assert absent.first.get_attribute("data-bias") is None
-        # The window is linkable.
-        assert page.evaluate("location.hash") == "#window=24h"
-        page.goto(url + "latest.html#window=7d", wait_until="load")
-        page.wait_for_function("document.body.getAttribute('data-window') === '7d'")
-        page.reload(wait_until="load")  # a fresh load honours the hash too
+            page.click(f'#window-buttons button[data-show="{window}"]')
+            assert page.get_attribute("#bias-board", "data-window") == window
+            assert page.locator("#bias-board td.cell").count() == len(coins) * 16
+            assert page.locator("#change-board td.cell").count() == len(coins) * 16
+            first = page.locator("#bias-board tbody tr").first.locator("td.cell")
+            cohorts = [int(first.nth(i).get_attribute("data-cohort") or 0) for i in range(16)]
+            assert cohorts == list(LADDER_ORDER)
+        page.click('#window-buttons button[data-show="all"]')
+
+        # Sorting: by Money Printer's bias, then the other way round.
+        sort = page.locator('#bias-board th.cohort[data-cohort="8"] button.sort')
+        sort.click()
+        by_bias = rows(page)
+        assert by_bias != coins
+        values = page.eval_on_selector_all(
+            '#bias-board td.cell[data-cohort="8"]',
+            "cs => cs.map(c => c.dataset.bias === undefined ? null : +c.dataset.bias)",
+        )
+        present = [v for v in values if v is not None]
+        assert present == sorted(present, reverse=True)
+        assert values[: len(present)] == present  # no bias (no positions): last
+        assert page.get_attribute('#bias-board th.cohort[data-cohort="8"]', "aria-sort") == (
+            "descending"
+        )
+        sort.click()
+        assert rows(page) != by_bias
+        page.locator("#bias-board th.corner button.sort", has_text="open interest").click()
+        assert rows(page) == coins
+
+        # The coin filter hides the other rows, on every board and in the divergence table.
+        page.fill("#filter", "bt")
+        shown = rows(page)
+        assert shown
+        assert len(shown) < len(coins)
+        assert all("bt" in c.lower() for c in shown)
+        assert all("bt" in c.lower() for c in rows(page, "change"))
+        divergent = page.eval_on_selector_all(
+            "#divergence-table tbody tr[data-coin]", "rs => rs.map(r => r.dataset.coin)"
+        )
+        assert all("bt" in c.lower() for c in divergent)
+        page.fill("#filter", "")
+        assert rows(page) == coins
+
+        # The minimum notional mutes (never hides) the smaller cells.
+        page.select_option("#min-usd", "1000000")
+        muted = page.eval_on_selector_all(
+            "#bias-board td.cell.muted", "cs => cs.map(c => +c.dataset.usd)"
+        )
+        assert muted
+        assert all(v < 1e6 for v in muted)
+        assert page.locator("#bias-board td.cell").count() == len(coins) * 16
+        big = page.eval_on_selector_all(
+            "#bias-board td.cell[data-usd]:not(.muted)", "cs => cs.map(c => +c.dataset.usd)"
+        )
+        assert big
+        assert all(v >= 1e6 for v in big)
+        page.select_option("#min-usd", "0")
+
+        # The colours are scale.py's: the bias ramp, faded by notional.
+        cell = page.locator("#bias-board td.cell[data-bias]").first
+        bias = float(cell.get_attribute("data-bias") or 0)
+        usd = float(cell.get_attribute("data-usd") or 0)
+        painted = cell.evaluate("c => getComputedStyle(c).backgroundColor")
+        want = _rgb(weighted(bias_colour(bias), size_weight(usd)))
+        got = tuple(int(x) for x in re.findall(r"\d+", painted)[:3])
+        assert all(abs(a - b) <= 1 for a, b in zip(got, want, strict=True)), (got, want)
+
+        # Sticky: after scrolling past row 15 the cohort headings and the coin column stay.
+        page.evaluate("window.scrollTo(0, document.getElementById('board').offsetTop)")
+        box = page.locator("#bias-scroll")
+        box.evaluate("b => { b.scrollTop = 20 * 40; b.scrollLeft = 500; }")
+        top = box.bounding_box()
+        assert top is not None
+        head = page.locator('#bias-board th.cohort[data-cohort="8"]').bounding_box()
+        assert head is not None
+        assert top["y"] <= head["y"] <= top["y"] + 60, (top, head)
+        coin_cell = page.locator("#bias-board th.coin").nth(20).bounding_box()
+        assert coin_cell is not None
+        assert abs(coin_cell["x"] - top["x"]) <= 2, (top, coin_cell)
+        hit = page.evaluate(
+            "([x, y]) => { const e = document.elementFromPoint(x, y); "
+            "return e && e.closest('th') ? e.closest('th').dataset.cohort : null; }",
+            [head["x"] + head["width"] / 2, head["y"] + head["height"] / 2],
+        )
+        assert hit == "8"  # on top, not under the rows
+        shot(page, shots, "desktop-board-scrolled")
+        box.evaluate("b => { b.scrollTop = 0; b.scrollLeft = 0; }")
+
+        # The coin picker shows another coin's history; the title says the span held.
+        title = page.text_content("#history-title") or ""
+        assert title.startswith("BTC · window all · ")
+        assert "days held" in title
+        own = page.get_attribute("#multiples .own", "d")
+        other = coins[3]
+        page.select_option("#coin", other)
+        assert (page.text_content("#history-title") or "").startswith(f"{other} · window all")
+        assert page.get_attribute("#multiples .own", "d") != own
+        assert page.locator("#multiples figure.multiple").count() == 16
+        # ... and so does a click on a coin of the board.
+        page.locator("#bias-board th.coin button.pick").nth(1).click()
+        assert page.get_attribute("body", "data-coin") == coins[1]
+        # Hovering a chart reads the values out at that time.
+        page.locator("#overview svg").hover(position={"x": 300, "y": 80})
+        assert "UTC" in (page.text_content("#readout") or "")
+
+        # The day slider shows an earlier close on both boards.
+        days = page.eval_on_selector("#day", "d => +d.max") + 1
+        assert days >= 2
+        newest = page.get_attribute("#bias-board", "data-day")
+        before = page.eval_on_selector_all("#bias-board td.cell", "cs => cs.map(c => c.title)")
+        page.eval_on_selector(
+            "#day", "d => { d.value = '0'; d.dispatchEvent(new Event('input')); }"
+        )
+        first_day = page.get_attribute("#bias-board", "data-day")
+        assert first_day != newest
+        assert first_day == f"{expected['first_day']:%Y-%m-%d}"
+        assert page.get_attribute("#change-board", "data-day") == first_day
+        after = page.eval_on_selector_all("#bias-board td.cell", "cs => cs.map(c => c.title)")
+        assert after != before
+        assert "close of" in (page.text_content("#board-title") or "")
+        # The view is in the address: a reload keeps it.
+        page.click('#window-buttons button[data-show="7d"]')
+        assert "day=" + str(first_day) in page.evaluate("location.hash")
+        page.reload(wait_until="load")
+        page.wait_for_selector("#bias-board tbody tr")
         assert page.get_attribute("body", "data-window") == "7d"
-        shot(page, tmp_path, "report-full", full_page=True)
+        assert page.get_attribute("#bias-board", "data-day") == first_day
+        assert page.get_attribute("body", "data-coin") == coins[1]
+
+        # Without market tables, the note says so and the market parts are absent.
+        notes = page.text_content("#notes") or ""
+        assert "fct_market_snapshots" in notes
+        assert "cohort_flow_price_daily" in notes
+        assert page.locator("#bias-board td.market").count() == 0
+        assert page.locator("#overview .price").count() == 0
+        assert page.locator("#split-control").is_hidden()
+
+        page.goto(url + "latest.html", wait_until="load")
+        page.wait_for_selector("#bias-board tbody tr")
+        view_shots(page, shots, "desktop")
+        phone = open_report(context, recorder, url + "latest.html", PHONE)
+        view_shots(phone, shots, "phone")
+        # On a phone the coin column stays while the board scrolls sideways.
+        phone.evaluate("window.scrollTo(0, document.getElementById('board').offsetTop)")
+        phone.locator("#bias-scroll").evaluate("b => { b.scrollLeft = 600; b.scrollTop = 600; }")
+        scroll = phone.locator("#bias-scroll").bounding_box()
+        coin_cell = phone.locator("#bias-board th.coin").nth(18).bounding_box()
+        assert scroll is not None
+        assert coin_cell is not None
+        assert abs(coin_cell["x"] - scroll["x"]) <= 2
+        shot(phone, shots, "phone-board-scrolled")
         page.goto(url, wait_until="load")  # the index lists what there is
         assert page.locator('a[href="latest.html"]').count() == 1
     assert not recorder.errors, recorder.errors
@@ -353,17 +551,133 @@ def test_report_renders_every_window(
     assert any(u.endswith("/latest.html") for u in recorder.requests)
 
 
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
 @pytest.mark.browser
 def test_report_works_from_disk(site: Path, expected: dict[str, object], browser, tmp_path) -> None:
     context, recorder = browser
-    page = context.new_page()
-    recorder.watch(page)
-    page.goto((site / "latest.html").as_uri(), wait_until="load")
+    page = open_report(context, recorder, (site / "latest.html").as_uri(), DESKTOP)
     n = len(expected["coins"])  # type: ignore[arg-type]
-    assert page.locator('table.board[data-kind="bias"] td.cell:visible').count() == n * 16
+    assert page.locator("#bias-board td.cell").count() == n * 16
+    assert page.locator("#multiples figure.multiple").count() == 16
     shot(page, tmp_path, "report-from-disk")
     assert not recorder.errors, recorder.errors
     assert not recorder.outside(allow_file=True), recorder.outside(allow_file=True)
+
+
+# --------------------------------------------------------------------------- with market data
+
+
+@pytest.fixture(scope="module")
+def market_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A copy of the demo's analytics file with the market relations the report can use.
+
+    Made here as the contract names them (another change adds them to the warehouse): a
+    price walk per coin, open interest and funding per snapshot, and each cohort's daily
+    notional change split into flow and price effect.
+    """
+    data = tmp_path_factory.mktemp("market") / "data"
+    market = get_settings(data_dir=data)
+    market.analytics_db_path.parent.mkdir(parents=True)
+    shutil.copy(settings.analytics_db_path, market.analytics_db_path)
+    con = duckdb.connect(str(market.analytics_db_path))
+    try:
+        con.execute(
+            """
+            create table marts.fct_market_snapshots as
+            select
+                snapshot_id, last_update as snapshot_at, coin,
+                (100 + 10 * sin(epoch(last_update) / 40000 + length(coin)))
+                    * (1 + length(coin)) as mark_price,
+                total_usd as open_interest_usd,
+                0.0000125 * cos(epoch(last_update) / 90000) as funding_rate_hourly,
+                true as has_market
+            from marts.fct_coin_snapshots where "window" = 'all'
+            """
+        )
+        con.execute(
+            """
+            create table marts.cohort_flow_price_daily as
+            select
+                snapshot_date, "window", coin, segment_id,
+                total_usd_change as net_usd_change,
+                total_usd_change * 0.7 as net_flow_usd,
+                total_usd_change * 0.3 as net_price_effect_usd
+            from marts.cohort_day_over_day
+            """
+        )
+    finally:
+        con.close()
+    return market
+
+
+@pytest.mark.browser
+def test_market_data_when_the_warehouse_has_it(
+    market_settings: Settings, expected: dict[str, object], browser, shots: Path
+) -> None:
+    out = market_settings.reports_dir
+    write_report(market_settings, out_dir=out)
+    context, recorder = browser
+    with running_site(out) as url:
+        page = open_report(context, recorder, url + "latest.html", DESKTOP)
+        assert (page.text_content("#notes") or "").strip() == ""
+        # Price, open interest and funding beside the board, sortable.
+        n = len(expected["coins"])  # type: ignore[arg-type]
+        assert page.locator("#bias-board td.market").count() == 3 * n
+        assert page.locator("#bias-board th.market").count() == 3
+        page.locator("#bias-board th.market button.sort", has_text="funding").click()
+        assert page.get_attribute("#bias-board th.market >> nth=2", "aria-sort") == "descending"
+        first_price = page.text_content("#bias-board tbody tr >> nth=0 >> td.market >> nth=0")
+        assert (first_price or "").startswith("$")
+        # A price line on the history chart.
+        assert page.locator("#overview path.price").count() == 1
+        assert len(page.get_attribute("#overview path.price", "d") or "") > 100
+        page.locator("#overview svg").hover(position={"x": 400, "y": 80})
+        assert "price $" in (page.text_content("#readout") or "")
+        # The flow/price split on the day-over-day board.
+        assert page.locator("#split-control").is_visible()
+        cell = page.locator("#change-board td.cell[data-change-pp]").first
+        assert "net flow" in (cell.get_attribute("title") or "")
+        page.select_option("#second-line", "f")
+        view_shots(page, shots, "desktop-market")
+        phone = open_report(context, recorder, url + "latest.html", PHONE)
+        view_shots(phone, shots, "phone-market")
+    assert not recorder.errors, recorder.errors
+    assert not recorder.outside(), recorder.outside()
+
+
+def test_latest_is_never_replaced_by_an_older_snapshot(
+    site: Path, settings: Settings, expected: dict[str, object], tmp_path: Path
+) -> None:
+    out = tmp_path / "reports"
+    shutil.copytree(site, out)
+    page = (out / "latest.html").read_bytes()
+    newer = page.replace(
+        f'content="{expected["snapshot_id"]}"'.encode(), b'content="29991231T000000000Z"'
+    )
+    (out / "latest.html").write_bytes(newer)
+    path = write_report(settings, out_dir=out)
+    assert path.name != "latest.html"
+    assert (out / "latest.html").read_bytes() == newer
+
+
+def test_reports_for_other_coins_never_overwrite(
+    site: Path, settings: Settings, expected: dict[str, object], tmp_path: Path
+) -> None:
+    out = tmp_path / "reports"
+    shutil.copytree(site, out)
+    snapshot_id = str(expected["snapshot_id"])
+    folder = out / f"{expected['last_update']:%Y-%m-%d}"
+    btc = (folder / f"{snapshot_id}.html").read_bytes()
+    coin = str(list(expected["coins"])[2])  # type: ignore[call-overload]
+    path = write_report(settings, coin=coin, out_dir=out)
+    assert path.name == "latest.html"
+    assert (folder / f"{snapshot_id}.html").read_bytes() == btc
+    dated = sorted(p.name for p in folder.glob(f"{snapshot_id}-coin-*.html"))
+    assert len(dated) == 1
+    assert f'"coin":"{coin}"' in (folder / dated[0]).read_text(encoding="utf-8")
 
 
 @pytest.mark.browser
@@ -390,7 +704,7 @@ def test_docs_site_works_offline(site: Path, browser, tmp_path: Path) -> None:
 
 
 def test_the_report_flow_draws_each_published_snapshot_once(
-    demo_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_harness: None, demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.pipeline import report_flow
 
@@ -399,7 +713,7 @@ def test_the_report_flow_draws_each_published_snapshot_once(
     data = tmp_path / "data"
     target = get_settings(data_dir=data).analytics_db_path
     target.parent.mkdir(parents=True)
-    shutil.copy(get_settings(data_dir=demo_warehouse).analytics_db_path, target)
+    shutil.copy(get_settings(data_dir=demo_data).analytics_db_path, target)
     monkeypatch.setenv("HT_DATA_DIR", str(data))
 
     first = Path(report_flow())

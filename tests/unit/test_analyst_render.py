@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import json
+import math
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from markupsafe import Markup
 
-from flows.analyst import charts, report, server
-from flows.analyst.data import Board, Cell, Divergence, History
+from flows.analyst import charts, payload, report, server
+from flows.analyst.data import Board, Cell, DayCell, History, HistoryGrid
 from flows.analyst.docs import make_offline
-from flows.analyst.scale import ABSENT_COLOUR, LADDER_ORDER, bias_colour
+from flows.analyst.scale import ABSENT_COLOUR, LADDER_ORDER, bias_colour, size_weight, weighted
 
 COINS = ["BTC", "xyz:GOLD", "<b>&"]  # a HIP-3 name and one that needs escaping
-
-
-class Cells(HTMLParser):
-    """Collects every <td class="cell"> with its attributes and text."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cells: list[dict[str, str | None]] = []
-        self._open: dict[str, str | None] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "td" and "cell" in (a.get("class") or "").split():
-            self._open = {**a, "text": ""}
-            self.cells.append(self._open)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td":
-            self._open = None
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._open["text"] = (self._open["text"] or "") + data + " "
 
 
 def bias_board(coins: list[str] = COINS, window: str = "all") -> Board:
@@ -61,110 +43,96 @@ def change_board() -> Board:
     return Board("change", "24h", ["BTC"], {"BTC": 1.0}, cells, day=dt.date(2026, 11, 24))
 
 
-def parse(table: str) -> list[dict[str, str | None]]:
-    parser = Cells()
-    parser.feed(table)
-    return parser.cells
-
-
-def test_board_table_has_one_cell_per_coin_and_cohort() -> None:
-    cells = parse(report._board_table(bias_board()))
-    assert len(cells) == len(COINS) * 16
-    # Each row lists the cohorts in ladder order, the PnL ladder marked apart.
-    first_row = [int(c["data-cohort"] or 0) for c in cells[:16]]
-    assert first_row == list(LADDER_ORDER)
-    starts = [c["data-cohort"] for c in cells if "ladder-start" in (c["class"] or "")]
-    assert starts == ["8"] * len(COINS)
-    assert [c["data-coin"] for c in cells[::16]] == COINS  # unescaped back by the parser
-
-
-def test_board_cell_shows_bias_and_notional_in_its_colour() -> None:
-    cells = parse(report._board_table(bias_board()))
-    cell = cells[0]
-    assert cell["text"].split() == ["0.61", "$31M"]
-    assert cell["data-bias"] == "0.6100"
-    assert bias_colour(0.61) in (cell["style"] or "")
-    assert "color:#fff" not in (cell["style"] or "")  # light cell: the table's dark text
-
-
-def test_dark_cells_get_light_text() -> None:
-    board = bias_board()
-    board.cells[("BTC", 16)] = Cell("BTC", 16, 0.02, 5e6, 1e5, 4.9e6, 40)
-    cell = parse(report._board_table(board))[0]
-    assert f"background:{bias_colour(0.02)};color:#fff" in (cell["style"] or "")
-
-
-def test_absent_cohort_is_grey_not_neutral() -> None:
-    cells = parse(report._board_table(bias_board()))
-    (absent,) = [c for c in cells if "absent" in (c["class"] or "")]
-    assert (absent["data-coin"], absent["data-cohort"]) == ("xyz:GOLD", "7")
-    assert "data-bias" not in absent
-    assert not absent.get("style")  # the grey comes from the CSS class, never a ramp colour
-    assert "0.50" not in (absent["text"] or "")
-
-
-def test_names_are_escaped() -> None:
-    table = report._board_table(bias_board())
-    assert "<b>&" not in table
-    assert "&lt;b&gt;&amp;" in table
-
-
-def test_change_board_cells() -> None:
-    board = change_board()
-    assert charts.cell_text(board, "BTC", 16)[1:] == ("+4.2pp", "+$200K")
-    assert charts.cell_text(board, "BTC", 1)[0] == ABSENT_COLOUR  # no previous day: no colour
-    assert charts.cell_text(board, "BTC", 1)[1] == "no D-1"
-    assert charts.cell_text(board, "BTC", 2)[1] == "closed"
-    assert charts.cell_text(board, "BTC", 3) == (ABSENT_COLOUR, "–", "")  # no row at all
-    cells = parse(report._board_table(board))
-    assert len(cells) == 16
-    assert cells[0]["data-change-pp"] == "4.24"
-    assert cells[1]["data-status"] == "gap"
-
-
 WINDOWS = ["24h", "all"]
-CSP = (
-    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-)
+
+
+def held(coins: list[str] = COINS, coin: str = "BTC") -> payload.Held:
+    """What a page holds, in memory: two windows, two days (the second the snapshot's)."""
+    days = [dt.date(2026, 11, 23), dt.date(2026, 11, 24)]
+    cells = {}
+    for day in days:
+        for w in WINDOWS:
+            for c in coins:
+                for seg in LADDER_ORDER:
+                    cells[(day, w, c, seg)] = DayCell(0.6, 31e6, 120, 4.24, 2e5, None)
+    cells[(days[0], "all", "BTC", 16)] = DayCell(0.6, 31e6, 120, None, None, "gap")
+    grid = HistoryGrid(
+        start=dt.datetime(2026, 11, 23),
+        bucket_minutes=60,
+        points=3,
+        first_at=dt.datetime(2026, 11, 23, 0, 30),
+        last_at=dt.datetime(2026, 11, 23, 2, 30),
+        bias={(w, c): {s: [0.4, None, 0.6] for s in LADDER_ORDER} for w in WINDOWS for c in coins},
+        spread_pp={(w, c): [10.0, None, -5.0] for w in WINDOWS for c in coins},
+        closes={},
+    )
+    return payload.Held(
+        windows=WINDOWS,
+        default_window="all",
+        default_coin=coin,
+        coins=coins,
+        snapshot_id="20261124T153000000Z",
+        as_of=dt.datetime(2026, 11, 24, 15, 30),
+        is_latest=False,
+        days=days,
+        snapshot_boards={w: bias_board(coins, w) for w in WINDOWS},
+        day_cells=cells,
+        day_oi={(d, c): 1e6 for d in days for c in coins},
+        divergence={},
+        history=grid,
+        market=None,
+        flow_price=None,
+        notes={"market": payload.MARKET_NOTE},
+    )
 
 
 def render_page(coins: list[str] = COINS, coin: str = "BTC") -> str:
-    """A whole page from boards in memory, as ``render_report`` builds it."""
-    png = b"\x89PNG\r\n\x1a\n-not-a-real-image"
-    divergence = [Divergence(c, 0.7, 0.3, 40.0, 1e6) for c in coins]
-    view = report._page_view(
-        coin=coin,
+    """A whole page from data in memory, as ``render_report`` builds it."""
+    document = payload.to_json(payload.document(held(coins, coin)))
+    view = report.PageView(
+        title=report.TITLE,
         snapshot_id="20261124T153000000Z",
-        as_of=dt.datetime(2026, 11, 24, 15, 30, tzinfo=dt.UTC),
+        when="2026-11-24 15:30 UTC",
         is_latest=False,
-        published_at=dt.datetime(2026, 11, 24, 15, 31, tzinfo=dt.UTC),
-        snapshot_count=12,
+        published="2026-11-24 15:31 UTC",
+        snapshot_count="12",
         coin_count=len(coins),
-        default_window="all",
-        boards={w: bias_board(coins, w) for w in WINDOWS},
-        changes={w: change_board() for w in WINDOWS},
-        history_pngs={w: png for w in WINDOWS},
-        divergences={w: divergence for w in WINDOWS},
-        png_kinds=["board", "history"],
-        link_prefix="../",
+        cohort_count=16,
+        day_count=2,
+        csp=report.CSP,
+        data_json=Markup(document),  # noqa: S704
+        png_links=[report.LinkView("../2026-11-24/x-board-all.png", "board.png")],
+        docs_href="../docs.html",
     )
     return report._page(view).decode()
 
 
 class Page(HTMLParser):
-    """Every start tag's attributes, the CSP and the text, entities decoded."""
+    """Every start tag's attributes, the text, and the JSON data block, entities decoded."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.text: list[str] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self._script: dict[str, str | None] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._script = dict(attrs)
+            self.scripts.append((self._script, ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._script = None
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        if self._script is not None:
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+        else:
+            self.text.append(data)
 
     def values(self, attr: str) -> set[str | None]:
         return {a[attr] for _, a in self.tags if attr in a}
@@ -176,58 +144,134 @@ def parse_page(page: str) -> Page:
     return parser
 
 
-def test_page_is_self_contained() -> None:
+def sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def test_page_is_self_contained_under_a_strict_csp() -> None:
     page = render_page()
     assert page.startswith("<!doctype html>")
     parsed = parse_page(page)
     (csp,) = [a for t, a in parsed.tags if t == "meta" and a.get("http-equiv")]
-    assert csp["content"] == CSP
-    assert "http://" not in page
+    policy = dict(
+        (part.split()[0], part.split()[1:]) for part in (csp["content"] or "").split("; ")
+    )
+    assert policy["default-src"] == ["'none'"]
+    assert policy["img-src"] == ["data:"]
+    # No 'unsafe-inline': the one script and the one style sheet are allowed by their hashes.
+    assert policy["script-src"] == [sha256(report.SCRIPT)]
+    assert policy["style-src"] == [sha256(report.CSS)]
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page
     assert "<script src" not in page
-    assert page.count("<script>") == 1
+    assert " style=" not in page  # the CSP would block an inline style attribute
+    executable = [text for attrs, text in parsed.scripts if "type" not in attrs]
+    assert executable == [str(report.SCRIPT)]
+    (data_block,) = [text for attrs, text in parsed.scripts if attrs.get("type")]
+    assert json.loads(data_block)["coins"] == COINS
     assert page.count("<style>") == 1
-    assert report.SCRIPT in page  # the script and the style sheet go in verbatim
     assert report.CSS in page
-    assert 'data-default-window="all"' in page
-    assert page.count('class="panel"') == 4 * len(WINDOWS)  # board, change, history, spread
-    buttons = [a for t, a in parsed.tags if t == "button"]
-    assert [(b["data-show"], b["aria-selected"]) for b in buttons] == [
-        ("24h", "false"),
-        ("all", "true"),
-    ]
-    assert {a["src"][:22] for t, a in parsed.tags if t == "img"} == {"data:image/png;base64,"}
+    assert '<meta name="ht-snapshot" content="20261124T153000000Z">' in page
     hrefs = [a["href"] for t, a in parsed.tags if t == "a"]
-    assert hrefs == [
-        "../2026-11-24/20261124T153000000Z-board-all.png",
-        "../2026-11-24/20261124T153000000Z-history-all.png",
-        "../docs.html",
-    ]
+    assert hrefs == ["../2026-11-24/x-board-all.png", "../docs.html"]
     text = " ".join("".join(parsed.text).split())
     assert "Snapshot 2026-11-24 15:30 UTC (20261124T153000000Z) · not the newest" in text
     assert "12 snapshots · top 3 coins by open interest (window all), 16 cohorts" in text
-    assert "At the close of 2026-11-24" in text
 
 
 def test_page_escapes_coin_names() -> None:
-    evil = ["<script>alert(1)</script>", 'a"b', "x'y&z", "xyz:GOLD"]
+    evil = ["</script><script>alert(1)</script>", 'a"b', "x'y&z", "xyz:GOLD", "<!--"]
     page = render_page(evil, coin=evil[0])
     assert "<script>alert" not in page
-    assert 'a"b' not in page
-    assert "x'y" not in page
-    assert page.count("<script>") == 1  # the page's own
+    assert "<!--" not in page
+    assert page.count("<script") == 2  # the data block and the page's own script
     parsed = parse_page(page)
-    # Escaped, not mangled: the parser reads every name back as it was.
-    assert parsed.values("data-coin") >= set(evil)
-    cells = parse(page)
-    assert [c["data-coin"] for c in cells if c["data-cohort"] == "16"][: len(evil)] == evil
-    text = "".join(parsed.text)
-    assert f"Cohort history: {evil[0]}" in text
-    assert {a["alt"] for t, a in parsed.tags if t == "img"} == {
-        f"{evil[0]} bias per cohort, window {w}" for w in WINDOWS
-    }
-    tips = {(c["title"] or "").split("\n")[0] for c in cells}
-    assert f"{evil[1]} · Shrimp" in tips
+    (data_block,) = [text for attrs, text in parsed.scripts if attrs.get("type")]
+    document = json.loads(data_block)
+    # Escaped, not mangled: the names read back as they were.
+    assert document["coins"] == evil
+    assert document["coin"] == evil[0]
+    assert set(document["history"]["series"]["all"]) == set(evil)
+
+
+def test_document_holds_every_day_window_and_coin() -> None:
+    document = payload.document(held())
+    assert [d["day"] for d in document["days"]] == ["2026-11-23", "2026-11-24"]
+    assert document["days"][1]["board"] == "snapshot 2026-11-24 15:30 UTC"
+    assert document["days"][0]["change"] == "close of 2026-11-23 vs close of 2026-11-22"
+    for w in WINDOWS:
+        assert len(document["boards"][w]) == 2
+        day = document["boards"][w][0]
+        assert len(day["b"].split(",")) == len(COINS) * 16
+        assert len(day["s"]) == len(COINS) * 16
+    first = document["boards"]["all"][0]
+    assert first["s"][0] == "g"  # BTC x Shrimp: no previous day
+    assert first["c"].split(",")[:2] == ["", "42"]  # 4.24pp to 0.1pp: 42 tenths
+    assert first["b"].split(",")[1] == "6000"
+    # The snapshot's own day shows the snapshot's board: xyz:GOLD x Leviathan holds nothing.
+    last = document["boards"]["all"][1]
+    leviathan = 16 + LADDER_ORDER.index(7)
+    assert last["b"].split(",")[leviathan] == ""
+    assert last["v"].split(",")[leviathan] == "0"
+    series = document["history"]["series"]["all"]["BTC"]
+    assert len(series) == 2 * 3 * 17  # 16 cohorts and the spread, three points, 2 chars each
+    shrimp = payload.unpack(series[:6])
+    assert shrimp == [pytest.approx(0.4, abs=3e-4), None, pytest.approx(0.6, abs=3e-4)]
+    assert document["market"] is None
+    assert document["notes"] == {"market": payload.MARKET_NOTE}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (228_400_000, "228e6"),
+        (823.4, "823"),
+        (0.0000125, "125e-7"),
+        (-5_712_345, "-571e4"),
+        (99_960, "1e5"),
+        (1234, "1230"),
+        (0, "0"),
+        (None, ""),
+        (math.nan, ""),
+        (97_123.456, "97123"),
+    ],
+)
+def test_compact_numbers(value: float | None, text: str) -> None:
+    digits = 5 if value == 97_123.456 else 3
+    assert payload.compact(value, digits) == text
+    if text:
+        assert float(text) == pytest.approx(value, rel=5e-3)
+
+
+def test_pack_round_trips_to_a_4096th() -> None:
+    values = [0.0, 1.0, 0.5, None, 0.123456, 1.7, -0.1]
+    back = payload.unpack(payload.pack(values))
+    assert back[3] is None
+    assert back[5] == 1.0  # clipped
+    assert back[6] == 0.0
+    for i in (0, 1, 2, 4):
+        assert back[i] == pytest.approx(values[i], abs=1 / 8000)
+    spread = payload.unpack(payload.pack([-100.0, 42.0], -100, 100), -100, 100)
+    assert spread == [pytest.approx(-100.0), pytest.approx(42.0, abs=0.03)]
+
+
+def test_change_board_cells() -> None:
+    board = change_board()
+    assert charts.cell_text(board, "BTC", 16)[1:] == ("+4.2pp", "+$200K")
+    assert charts.cell_text(board, "BTC", 1)[0] == ABSENT_COLOUR  # no previous day: no colour
+    assert charts.cell_text(board, "BTC", 1)[1] == "no D-1"
+    assert charts.cell_text(board, "BTC", 2)[1] == "closed"
+    assert charts.cell_text(board, "BTC", 3) == (ABSENT_COLOUR, "–", "")  # no row at all
+
+
+def test_png_cell_colour_fades_with_notional() -> None:
+    board = bias_board()
+    board.cells[("BTC", 16)] = Cell("BTC", 16, 1.0, 823, 823, 0, 1)
+    board.cells[("BTC", 1)] = Cell("BTC", 1, 1.0, 228e6, 228e6, 0, 900)
+    small = charts.cell_text(board, "BTC", 16)[0]
+    big = charts.cell_text(board, "BTC", 1)[0]
+    assert big == bias_colour(1.0)
+    assert small == weighted(bias_colour(1.0), size_weight(823)) != big
 
 
 def test_board_png_is_a_png() -> None:

@@ -68,14 +68,32 @@ def test_out_of_range_bias_is_clipped() -> None:
     assert scale.bias_colour(-0.2) == scale.bias_colour(0.0)
 
 
-def test_change_scale_centres_on_zero_and_saturates_at_cap() -> None:
-    cap = scale.CHANGE_CAP_PP
+def test_change_scale_centres_on_zero_and_never_saturates() -> None:
     assert scale.change_colour(0.0) == scale.bias_colour(0.5)
-    assert scale.change_colour(cap) == scale.SHORT_TO_LONG[-1]
-    assert scale.change_colour(5 * cap) == scale.SHORT_TO_LONG[-1]
-    assert scale.change_colour(-cap) == scale.SHORT_TO_LONG[0]
+    # Only the largest possible move reaches the end of the ramp: 35pp and 100pp differ.
+    assert scale.change_colour(scale.CHANGE_FULL_PP) == scale.SHORT_TO_LONG[-1]
+    assert scale.change_colour(-scale.CHANGE_FULL_PP) == scale.SHORT_TO_LONG[0]
+    assert scale.change_colour(35.0) != scale.change_colour(100.0)
+    assert scale.change_colour(20.0) != scale.change_colour(46.0)
+    positions = [scale.change_position(pp) for pp in (0, 2, 5, 20, 35, 60, 100)]
+    assert positions == sorted(set(positions))
+    # Square root: a 5pp move is already a fifth of the way out, so small moves still show.
+    assert scale.change_position(5.0) == pytest.approx(0.5 + math.sqrt(0.05) / 2)
     r, _, b = rgb(scale.change_colour(4.0))
     assert b > r  # more long = blue, as on the bias board
+
+
+def test_size_weight_fades_small_cohorts() -> None:
+    full = scale.bias_colour(1.0)
+    small = scale.weighted(full, scale.size_weight(823))
+    big = scale.weighted(full, scale.size_weight(228e6))
+    assert big == full  # $10M and up: the colour itself
+    assert small != full
+    assert sum(rgb(small)) > sum(rgb(scale.weighted(full, scale.size_weight(5.7e6))))
+    weights = [scale.size_weight(v) for v in (0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e9)]
+    assert weights == sorted(weights)
+    assert weights[0] == scale.SIZE_MIN_WEIGHT
+    assert scale.weighted("#000000", 0) == "#ffffff"
 
 
 def test_text_colour_reads_on_its_background() -> None:
