@@ -25,11 +25,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from flows.settings import get_settings
 
 
-def demo_environment(base_url: str, token: str, data_dir: Path) -> None:
+def demo_environment(base_url: str, token: str, data_dir: Path, info_url: str) -> None:
     """Point every flow of this process at the simulator and the demo's data folder."""
     os.environ.update(
         {
             "HT_BASE_URL": base_url,
+            "HT_HYPERLIQUID_URL": info_url,
+            # The simulated info API has no weight limit either: the first run takes the
+            # whole price history of the board at once (a real one spreads it over runs).
+            "HT_HYPERLIQUID_WEIGHT_PER_MINUTE": "100000000",
+            "HT_PRICE_HISTORY_WEIGHT_PER_RUN": "100000000",
             "HT_API_TOKEN": token,
             "HT_DATA_DIR": str(data_dir),
             # The simulator has no rate limit and the backfill walks days of states in
@@ -43,6 +48,7 @@ def demo_environment(base_url: str, token: str, data_dir: Path) -> None:
 
 def collect_history(api, days: float, console: Console) -> int:  # api: SimulatedApi
     """Take every simulated state from ``days`` ago until now, with a progress bar."""
+    from flows.hyperliquid.client import HyperliquidClient
     from flows.hypertracker.client import HyperTrackerClient
     from flows.lake.from_archive import archive_for
     from flows.snapshot import refresh_segments, take_snapshot
@@ -61,6 +67,7 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
     flows_log.setLevel(logging.WARNING)
     with (
         HyperTrackerClient(settings) as client,
+        HyperliquidClient(settings) as info,
         Progress(
             TextColumn("[bold]collecting simulated history"),
             BarColumn(),
@@ -73,7 +80,7 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
         task = bar.add_task("history", total=total, state="")
         refresh_segments(client, archive, settings, now=end)
         while api.now < end:
-            outcome = take_snapshot(client, archive, settings)
+            outcome = take_snapshot(client, archive, settings, info=info)
             taken += int(outcome.stored)
             bar.update(task, completed=min(taken, total), state=outcome.snapshot_id)
             api.advance_to_next_state()
@@ -92,7 +99,7 @@ def build_demo_warehouse(*, days: float, seed: int, data_dir: Path, console: Con
     # state is already a day into the simulation (listings and biases have moved).
     market_start = datetime.now(UTC) - timedelta(days=days + 1)
     with SimulatedApi(seed=seed, token=token, start=market_start) as api:
-        demo_environment(api.base_url, token, data_dir)
+        demo_environment(api.base_url, token, data_dir, api.info_url)
         console.rule("[bold]1. simulated HyperTracker API")
         console.print(f"listening on {api.base_url} (seed {seed}); token kept in memory only")
 

@@ -22,6 +22,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import atomic, mart_files, snapshot
+from flows.hyperliquid.client import HyperliquidClient
 from flows.hypertracker.client import HyperTrackerClient
 from flows.lake import from_archive
 from flows.lake.from_archive import archive_for
@@ -74,10 +75,10 @@ def refresh_segments(client: HyperTrackerClient, settings: Settings) -> bool:
     **TASK_OPTS,
 )
 def take_snapshot(
-    client: HyperTrackerClient, settings: Settings, force: bool
+    client: HyperTrackerClient, info: HyperliquidClient, settings: Settings, force: bool
 ) -> snapshot.SnapshotOutcome:
-    """State -> windows (archived as they arrive) -> checks -> archive -> lake."""
-    return snapshot.take_snapshot(client, archive_for(settings), settings, force=force)
+    """State -> windows (archived as they arrive) -> checks -> archive -> market -> lake."""
+    return snapshot.take_snapshot(client, archive_for(settings), settings, info=info, force=force)
 
 
 @flow(name="hypertracker-snapshot")
@@ -93,9 +94,10 @@ def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
     with (
         run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="snapshot"),
         HyperTrackerClient(settings, on_request=ledger.record) as client,
+        HyperliquidClient(settings) as info,
     ):
         refresh_segments(client, settings)
-        return take_snapshot(client, settings, force)
+        return take_snapshot(client, info, settings, force)
 
 
 # ---------------------------------------------------------------------------- warehouse

@@ -1,5 +1,9 @@
 """Take one snapshot: the windows of one HyperTracker state, archived verbatim, then landed.
 
+Between the archive and the lake, the snapshot's market (Hyperliquid's prices, open
+interest and funding for every dex it needs, flows/market.py) is captured and archived; it
+lands with the snapshot, before the commit mark, as rows or as a recorded gap.
+
 A snapshot is stamped with the state's ``lastUpdate``, never with the wall clock. The state
 is read before and after the windows are fetched; if it moved in between, the windows may
 mix two states, so that fetch is set aside (kept, bytes untouched, in ``archive/_partial``)
@@ -18,6 +22,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from flows import market
+from flows.hyperliquid.client import HyperliquidClient
 from flows.hypertracker.client import Fetched, HyperTrackerClient, StateStatus
 from flows.hypertracker.errors import HyperTrackerError, PayloadError
 from flows.hypertracker.payload import parse_heatmap, parse_segments
@@ -289,12 +295,49 @@ class SnapshotOutcome:
     bytes_fetched: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    market: dict[str, str] = field(default_factory=dict)  # status per dex ('' is the main)
+    market_weight: int = 0  # info API weight the capture spent
+    market_seconds: float = 0.0
+    market_bytes: int = 0
+
+
+def with_market(
+    info: HyperliquidClient,
+    archive: RawArchive,
+    manifest: SnapshotManifest,
+    rows: SnapshotRows,
+    *,
+    newly_archived: bool,
+) -> tuple[SnapshotRows, market.MarketOutcome | None]:
+    """The snapshot's rows with its market: captured now if the snapshot was archived just
+    now, else as the market archive holds it (or its 'not_captured' gap)."""  # fmt: skip
+    coins = market.coins_of(rows)
+    outcome = None
+    if newly_archived:
+        try:
+            tables, outcome = market.capture_rows(info, archive, manifest.last_update_dt, coins)
+        except Exception as exc:  # the heatmap lands whatever became of its market
+            log.warning("market capture for %s failed: %s", manifest.snapshot_id,
+                        market.one_line(exc), exc_info=True)  # fmt: skip
+            tables = market.archived_market_rows(
+                archive, manifest.snapshot_id, manifest.last_update_dt, coins
+            )
+    else:
+        tables = market.archived_market_rows(
+            archive, manifest.snapshot_id, manifest.last_update_dt, coins
+        )
+    return SnapshotRows({**rows, **tables}), outcome
 
 
 def take_snapshot(
-    client: HyperTrackerClient, archive: RawArchive, settings: Settings, *, force: bool = False
+    client: HyperTrackerClient,
+    archive: RawArchive,
+    settings: Settings,
+    *,
+    info: HyperliquidClient,
+    force: bool = False,
 ) -> SnapshotOutcome:
-    """State -> windows -> validate -> archive -> lake, or "no new state"."""
+    """State -> windows -> validate -> archive -> market -> lake, or "no new state"."""
     started = time.perf_counter()
     state = client.status()
     snapshot_id = snapshot_id_for(state.last_update)
@@ -314,7 +357,22 @@ def take_snapshot(
             body.status,
         )
     checked = validate(archive, fetched)
+    newly_archived = not archive.has_snapshot(fetched.snapshot_id)
     manifest, checked = commit(archive, fetched, checked)
+    checked, captured = with_market(info, archive, manifest, checked, newly_archived=newly_archived)
+    statuses = dict(
+        zip(*(checked["market_fetches"].column(c).to_pylist() for c in ("dex", "status")),
+            strict=True)
+    )  # fmt: skip
+    if captured is not None:
+        log.info(
+            "market of %s: %s in %.2fs (weight %d, %s bytes)",
+            manifest.snapshot_id,
+            ", ".join(f"{d or 'main'} {s}" for d, s in statuses.items()),
+            captured.seconds,
+            captured.weight,
+            f"{captured.body_bytes:,}",
+        )
     rows = land(settings.lake_dir, manifest, checked)
     log.info(
         "archived and landed %s: %s coin rows, %s cohort rows",
@@ -329,4 +387,8 @@ def take_snapshot(
         bytes_fetched=sum(r.body_bytes for r in manifest.bodies.values()),
         rows=rows,
         seconds=time.perf_counter() - started,
+        market=statuses,
+        market_weight=captured.weight if captured else 0,
+        market_seconds=captured.seconds if captured else 0.0,
+        market_bytes=captured.body_bytes if captured else 0,
     )

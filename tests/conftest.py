@@ -42,10 +42,12 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture
 def sim() -> Iterator[object]:
-    """A simulated HyperTracker API on a free loopback port, its clock a day into history."""
+    """A simulated HyperTracker API (and Hyperliquid info API) on a free loopback port, its
+    clock a day into history; prices reach back two days before the start (a first price
+    history is then ~70 candles a coin, not 5000)."""
     from simulator.server import SimulatedApi
 
-    api = SimulatedApi(seed=11, token=SIM_TOKEN, start=SIM_START)
+    api = SimulatedApi(seed=11, token=SIM_TOKEN, start=SIM_START, history_days=2)
     api.start()
     api.set_time(SIM_START + timedelta(days=1))
     try:
@@ -68,6 +70,10 @@ def env(monkeypatch: pytest.MonkeyPatch, sim: object, data_dir: Path) -> Path:
         if key.startswith("HT_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("HT_BASE_URL", sim.base_url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("HT_HYPERLIQUID_URL", sim.info_url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("HT_HYPERLIQUID_WEIGHT_PER_MINUTE", "1000000")
+    monkeypatch.setenv("HT_HYPERLIQUID_MAX_RETRY_WAIT_S", "5")
+    monkeypatch.setenv("HT_PRICE_HISTORY_WEIGHT_PER_RUN", "1000000")
     monkeypatch.setenv("HT_API_TOKEN", SIM_TOKEN)
     monkeypatch.setenv("HT_DATA_DIR", str(data_dir))
     monkeypatch.setenv("HT_BACKOFF_BASE_S", "0.01")

@@ -4,6 +4,10 @@ Everything downstream of the archive derives from it. A run that was killed, or 
 between committing a snapshot to the archive and landing it in the lake leaves a snapshot
 the lake lacks; every run first lands those (:func:`land_missing`), so the next run
 completes what an earlier one began, whether or not the state has changed since.
+
+A snapshot lands with its market (flows/market.py): the rows its market archive holds, or
+its 'not_captured' gap. Snapshots landed before the market existed, or whose market files
+were lost, get theirs from the archive too (:func:`land_missing_markets`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 
-from flows import snapshot
+import pyarrow.parquet as pq
+
+from flows import market, snapshot
 from flows.hypertracker.errors import PayloadError
 from flows.hypertracker.payload import parse_segments
 from flows.lake import parquet
-from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst
+from flows.lake.archive import RawArchive, SnapshotManifest, parse_iso, read_zst, snapshot_id_for
+from flows.lake.tables import MARKET_TABLES
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,8 @@ def land(
             rows = snapshot.archived_rows(archive, batch)
             if verified is not None:
                 verified.result()  # raises if a body does not match its manifest
+            rows = {m.snapshot_id: _with_archived_market(archive, m, rows[m.snapshot_id])
+                    for m in batch}  # fmt: skip
             landed = [
                 pool.submit(snapshot.land, settings.lake_dir, m, rows[m.snapshot_id]) for m in batch
             ]
@@ -74,6 +84,45 @@ def land(
             if progress:
                 progress(done)
     return done
+
+
+def _with_archived_market(
+    archive: RawArchive, manifest: SnapshotManifest, rows: snapshot.SnapshotRows
+) -> snapshot.SnapshotRows:
+    tables = market.archived_market_rows(
+        archive, manifest.snapshot_id, manifest.last_update_dt, market.coins_of(rows)
+    )
+    return snapshot.SnapshotRows({**rows, **tables})
+
+
+def land_missing_markets(settings: Settings) -> list[str]:
+    """Write the market files of landed snapshots that lack them; return their ids.
+
+    From the market archive, or as a 'not_captured' gap: never with a price fetched now.
+    """
+    lake = settings.lake_dir
+    landed = {p.stem: p for p in (lake / "snapshots").glob("date=*/*.parquet")}
+    have = {p.stem for p in (lake / "market_fetches").glob("date=*/*.parquet")}
+    have &= {p.stem for p in (lake / "market_contexts").glob("date=*/*.parquet")}
+    missing = sorted(set(landed) - have)
+    archive = archive_for(settings)
+    for sid in missing:
+        coins_file = parquet.lake_path(lake, "heatmap_coins", sid)
+        coins = pq.read_table(coins_file, columns=["coin"]).column("coin").unique().to_pylist()
+        last_update = pq.read_table(landed[sid], columns=["last_update"]).column(0)[0].as_py()
+        assert snapshot_id_for(last_update.replace(tzinfo=UTC)) == sid
+        tables = market.archived_market_rows(archive, sid, last_update.replace(tzinfo=UTC), coins)
+        for table in MARKET_TABLES:
+            path = parquet.lake_path(lake, table, sid)
+            if not path.exists():
+                parquet.write_table(path, tables[table])
+    if missing:
+        log.warning(
+            "%d landed snapshot(s) had no market rows (landed before the market was captured, "
+            "or their files were lost): written from the market archive or as recorded gaps",
+            len(missing),
+        )
+    return missing
 
 
 def _verify_bodies(archive: RawArchive, manifests: Sequence[SnapshotManifest]) -> None:
@@ -93,6 +142,7 @@ def land_missing(settings: Settings) -> list[str]:
             ", ".join(m.snapshot_id for m in missing[:5]) + (" ..." if len(missing) > 5 else ""),
         )
         land(settings, missing)
+    land_missing_markets(settings)
     return [m.snapshot_id for m in missing]
 
 
@@ -144,4 +194,5 @@ def rebuild_lake(
         progress=(lambda n: progress(done + n, total)) if progress else None,
     )
     land_segments(settings)
+    land_missing_markets(settings)
     return total

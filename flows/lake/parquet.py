@@ -5,6 +5,8 @@ coin: coin names come from outside and hold ``:``)::
 
     lake/heatmap_cohorts/date=YYYY-MM-DD/<snapshot_id>.parquet
     lake/heatmap_coins/date=YYYY-MM-DD/<snapshot_id>.parquet
+    lake/market_fetches/date=YYYY-MM-DD/<snapshot_id>.parquet  the market, or why there is none
+    lake/market_contexts/date=YYYY-MM-DD/<snapshot_id>.parquet
     lake/snapshots/date=YYYY-MM-DD/<snapshot_id>.parquet      written last: the commit mark
     lake/segments/date=YYYY-MM-DD/<fetched_at id>.parquet
 
@@ -27,7 +29,7 @@ import pyarrow.parquet as pq
 
 from flows import atomic
 from flows.lake.archive import SnapshotManifest, day_of, parse_iso, snapshot_id_for
-from flows.lake.tables import SEGMENTS, SNAPSHOT_TABLES, SNAPSHOTS, TABLES
+from flows.lake.tables import MARKET_TABLES, SEGMENTS, SNAPSHOT_TABLES, SNAPSHOTS, TABLES
 
 # Besides strings and timestamps, the columns whose values repeat a lot.
 DICTIONARY_COLUMNS = frozenset({"bias", "segment_id", "is_known_segment", "http_status"})
@@ -118,11 +120,13 @@ def write_table(path: Path, table: pa.Table) -> None:
 def land_snapshot(lake_dir: Path, tables: Mapping[str, pa.Table], snapshot_id: str) -> list[Path]:
     """Write a snapshot's tables; the ``snapshots`` file goes last as the commit mark.
 
-    A file already in place is left alone, so landing twice changes nothing and a landing
-    that was interrupted is completed by the next one.
+    The market tables are written when given, before the mark, so a landed snapshot has
+    its market rows (or its recorded gap). A file already in place is left alone, so landing
+    twice changes nothing and a landing that was interrupted is completed by the next one.
     """
     written = []
-    for table in (*[t for t in SNAPSHOT_TABLES if t != "snapshots"], "snapshots"):
+    market = [t for t in MARKET_TABLES if t in tables]
+    for table in (*market, *[t for t in SNAPSHOT_TABLES if t != "snapshots"], "snapshots"):
         path = lake_path(lake_dir, table, snapshot_id)
         if not path.exists():
             write_table(path, tables[table])
