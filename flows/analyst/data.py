@@ -422,6 +422,13 @@ def has_relation(con: duckdb.DuckDBPyConnection, name: str, columns: set[str]) -
     return columns <= relation_columns(con, name)
 
 
+def has_rows(con: duckdb.DuckDBPyConnection, name: str, condition: str) -> bool:
+    """True when ``marts.<name>`` holds a row where ``condition`` holds: a relation that is
+    there but empty (market capture not yet running) counts as absent."""
+    row = con.execute(f"select exists (select 1 from marts.{name} where {condition})").fetchone()
+    return bool(row and row[0])
+
+
 def held_days(con: duckdb.DuckDBPyConnection, until: dt.date, limit: int) -> list[dt.date]:
     """The last ``limit`` days with a close up to ``until``, oldest first."""
     rows = con.execute(

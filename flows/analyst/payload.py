@@ -165,7 +165,7 @@ def _day_views(held: Held) -> list[dict[str, object]]:
 
 def _board_day(held: Held, window: str, day: dt.date) -> dict[str, str]:
     """One window's board on one day: the cells' columns as comma-separated text."""
-    b, v, n, c, u, s, f, p = [], [], [], [], [], [], [], []
+    b, v, n, c, u, s, nc, f, p = [], [], [], [], [], [], [], [], []
     snapshot = held.snapshot_boards.get(window) if day == held.as_of.date() else None
     for coin in held.coins:
         for seg in LADDER_ORDER:
@@ -189,6 +189,7 @@ def _board_day(held: Held, window: str, day: dt.date) -> dict[str, str]:
             s.append("-" if mart is None else STATUS_CODES[mart.status])
             if held.flow_price is not None:
                 split = held.flow_price.get((day, window, coin, seg))
+                nc.append(compact(None if split is None else split.net_usd_change))
                 f.append(compact(None if split is None else split.net_flow_usd))
                 p.append(compact(None if split is None else split.net_price_effect_usd))
     if snapshot is not None:
@@ -205,6 +206,7 @@ def _board_day(held: Held, window: str, day: dt.date) -> dict[str, str]:
         "s": "".join(s),
     }
     if held.flow_price is not None:
+        out["nc"] = csv(nc)
         out["f"] = csv(f)
         out["p"] = csv(p)
     return out
@@ -301,10 +303,10 @@ MARKET_COLUMNS |= {"funding_rate_hourly", "has_market"}
 FLOW_COLUMNS = {"snapshot_date", "window", "coin", "segment_id", "net_usd_change"}
 FLOW_COLUMNS |= {"net_flow_usd", "net_price_effect_usd"}
 MARKET_NOTE = (
-    f"No market data in this warehouse (marts.{data.MARKET} is not there yet): "
-    "no price line, open interest or funding."
+    f"No market data in this warehouse (marts.{data.MARKET} is not there or holds no price "
+    "yet): no price line, open interest or funding."
 )
 FLOW_NOTE = (
-    f"No flow/price split in this warehouse (marts.{data.FLOW_PRICE} is not there yet): "
-    "notional changes are shown whole."
+    f"No flow/price split in this warehouse (marts.{data.FLOW_PRICE} is not there or holds "
+    "no split yet): notional changes are shown whole."
 )

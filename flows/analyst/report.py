@@ -166,8 +166,12 @@ def render_report(
         if coin not in coins:
             coins = [*coins, coin]  # the coin asked for is on the page, even if small
         boards = {w: data.load_board(con, snapshot_id, w, coins, oi) for w in windows}
-        has_market = data.has_relation(con, data.MARKET, payload.MARKET_COLUMNS)
-        has_flow = data.has_relation(con, data.FLOW_PRICE, payload.FLOW_COLUMNS)
+        has_market = data.has_relation(con, data.MARKET, payload.MARKET_COLUMNS) and data.has_rows(
+            con, data.MARKET, "has_market and mark_price is not null"
+        )
+        has_flow = data.has_relation(con, data.FLOW_PRICE, payload.FLOW_COLUMNS) and data.has_rows(
+            con, data.FLOW_PRICE, "net_flow_usd is not null"
+        )
         days = data.held_days(con, the_day, days_held)
         if the_day not in days:
             days.append(the_day)

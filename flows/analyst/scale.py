@@ -66,7 +66,7 @@ CHANGE_TICKS_PP = (-100.0, -50.0, -20.0, -5.0, 0.0, 5.0, 20.0, 50.0, 100.0)
 # so that one colour means one thing in every window and on every day.
 SIZE_FLOOR_USD = 1e3
 SIZE_FULL_USD = 1e7
-SIZE_MIN_WEIGHT = 0.18  # the faintest wash still shows which side the cohort leans
+SIZE_MIN_WEIGHT = 0.1  # the faintest wash still shows which side the cohort leans
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:

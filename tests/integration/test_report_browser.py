@@ -602,9 +602,12 @@ def market_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
             create table marts.cohort_flow_price_daily as
             select
                 snapshot_date, "window", coin, segment_id,
-                total_usd_change as net_usd_change,
-                total_usd_change * 0.7 as net_flow_usd,
-                total_usd_change * 0.3 as net_price_effect_usd
+                (long_usd - short_usd) - (previous_long_usd - previous_short_usd)
+                    as net_usd_change,
+                0.7 * ((long_usd - short_usd) - (previous_long_usd - previous_short_usd))
+                    as net_flow_usd,
+                0.3 * ((long_usd - short_usd) - (previous_long_usd - previous_short_usd))
+                    as net_price_effect_usd
             from marts.cohort_day_over_day
             """
         )
@@ -639,7 +642,7 @@ def test_market_data_when_the_warehouse_has_it(
         # The flow/price split on the day-over-day board.
         assert page.locator("#split-control").is_visible()
         cell = page.locator("#change-board td.cell[data-change-pp]").first
-        assert "net flow" in (cell.get_attribute("title") or "")
+        assert "= flow " in (cell.get_attribute("title") or "")
         page.select_option("#second-line", "f")
         view_shots(page, shots, "desktop-market")
         phone = open_report(context, recorder, url + "latest.html", PHONE)

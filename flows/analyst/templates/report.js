@@ -25,7 +25,8 @@
     return memo('b' + w + d, function () {
       var r = D.boards[w][d];
       return {oi: nums(r.oi), b: nums(r.b, 1e4), v: nums(r.v), n: nums(r.n), c: nums(r.c, 10),
-        u: nums(r.u), s: r.s, f: r.f ? nums(r.f) : null, p: r.p ? nums(r.p) : null};
+        u: nums(r.u), s: r.s, nc: r.nc ? nums(r.nc) : null, f: r.f ? nums(r.f) : null,
+        p: r.p ? nums(r.p) : null};
     });
   }
   function market(d) {
@@ -123,7 +124,9 @@
     return '$' + (a >= 1000 ? v.toLocaleString('en-US', {maximumFractionDigits: 0})
       : a >= 1 ? v.toFixed(2) : v.toPrecision(3));
   }
-  function funding(v) { return v === null || v === undefined ? '–' : (v * 100).toFixed(4) + '%'; }
+  function funding(v) {
+    return v === null || v === undefined ? '–' : (v * 100).toFixed(4).replace('-', '−') + '%';
+  }
 
   // ------------------------------------------------------------------ DOM helpers
   function el(tag, attrs, text) {
@@ -213,7 +216,9 @@
       td.classList.add('absent'); tip.push('no row');
       td.appendChild(el('b', null, '–'));
     } else if (b === null) {
-      td.classList.add('absent'); tip.push('no positions: no bias');
+      // In a short window an empty cell is a fact (no position opened within it), not a gap.
+      td.classList.add('absent');
+      tip.push(state.window === 'all' ? 'no positions: no bias' : 'no position opened within ' + state.window + ': no bias');
       td.appendChild(el('b', null, '–'));
     } else {
       td.setAttribute('data-bias', b.toFixed(4));
@@ -237,7 +242,7 @@
     var st = bd.s.charAt(j), ch = bd.c[j], v = bd.v[j] || 0, u = bd.u[j];
     var before = u === null ? null : v - u;
     var tip = [coin + ' · ' + c.name];
-    var second = state.second === 'f' && bd.f ? bd.f[j] : state.second === 'p' && bd.p ? bd.p[j] : u;
+    var second = state.second !== 'u' && bd[state.second] ? bd[state.second][j] : u;
     if (st === '-') {
       td.classList.add('absent'); tip.push('no row on either day');
       td.appendChild(el('b', null, '–'));
@@ -250,7 +255,11 @@
       else if (st === 'c') { tip.push('closed since ' + prevDay); }
       if (ch !== null) { tip.push('bias ' + pp(ch) + ' vs the close of ' + prevDay); }
       tip.push('notional ' + usd(v) + (u === null ? '' : ' (' + usd(u, true) + ', was ' + usd(before) + ')'));
-      if (bd.f && bd.f[j] !== null) { tip.push('= net flow ' + usd(bd.f[j], true) + ' + price effect ' + usd(bd.p[j], true)); }
+      if (bd.nc && bd.nc[j] !== null) {
+        // The mart splits the net (long − short) notional's change, not the total's.
+        tip.push('net (long − short) ' + usd(bd.nc[j], true) + ' = flow ' + usd(bd.f[j], true) +
+          ' + price effect ' + usd(bd.p[j], true));
+      }
       if (st !== '.' || ch === null) {
         td.classList.add('absent');
         td.appendChild(el('b', null, STATUS[st] || '–'));
@@ -321,19 +330,20 @@
     var labels = kind === 'bias'
       ? [[0, '0 · all short'], [0.5, '0.5 · neutral'], [1, '1 · all long']]
       : D.change.ticks.map(function (t) {
-        return [changePos(t), (t > 0 ? '+' : t < 0 ? '−' : '') + Math.abs(t) + (Math.abs(t) === 100 ? 'pp' : '')];
+        return [changePos(t), (t > 0 ? '+' : t < 0 ? '−' : '') + Math.abs(t), Math.abs(t) === 50 || Math.abs(t) === 5];
       });
     labels.forEach(function (l) {
       var s = el('span', null, l[1]);
       s.style.left = (l[0] * 100) + '%';
       s.classList.add(l[0] === 0 ? 'first' : l[0] === 1 ? 'last' : 'mid');
+      if (l[2]) { s.classList.add('minor'); }  // left out on a phone, where they would touch
       ticks.appendChild(s);
     });
     box.appendChild(bar);
     box.appendChild(ticks);
     var p = el('p');
     p.appendChild(el('span', {'class': 'swatch absent'}));
-    p.appendChild(document.createTextNode(kind === 'bias' ? ' no positions · notional:'
+    p.appendChild(document.createTextNode(kind === 'bias' ? ' no positions (in 24h/7d/30d: none opened within) · notional:'
       : ' new, closed, no previous day or no bias · notional:'));
     var sample = ramp(kind === 'bias' ? 0.9 : changePos(50));
     [[1e3, '≤$1K'], [1e5, '$100K'], [1e7, '≥$10M']].forEach(function (s) {
