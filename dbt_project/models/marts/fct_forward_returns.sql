@@ -13,28 +13,50 @@ snapshot_coins as (
 
 ),
 
--- Only closed candles (fetched after their hour ended): an open candle's close is partial.
+candles as (
+
+    select * from {{ ref('stg_hyperliquid__candles') }}
+
+    where candle_interval = '1h'
+
+),
+
+-- closed_at is the instant a candle's close holds for: the end of its hour. A candle still
+-- open when it was last fetched has no final close: it is matched, and gives no price.
 closes as (
 
     select
         coin,
-        open_time,
-        close_price
+        open_time + interval 1 hour as closed_at,
+        close_price,
+        is_closed
 
-    from {{ ref('stg_hyperliquid__candles') }}
-
-    where candle_interval = '1h' and is_closed
+    from candles
 
 ),
 
--- The price is taken at the top of the snapshot's hour: the close of the newest hourly
--- candle that had closed by snapshot_at. Horizon h reads the candle that closed h hours later.
+-- How far each coin's price history reaches: its newest fetch. A fetch returns every candle
+-- up to its own time, so an instant before it is known, even if its hour had no candle.
+fetched as (
+
+    select
+        coin,
+        max(fetched_at) as fetched_through
+
+    from candles
+
+    group by coin
+
+),
+
 horizons as (
 
     select unnest({{ horizons }}) as horizon_hours
 
 ),
 
+-- The price is taken at the top of the snapshot's hour (the newest hourly close by
+-- snapshot_at); horizon h at h hours after it.
 targets as (
 
     select
@@ -43,11 +65,42 @@ targets as (
         snapshot_coins.coin,
         horizons.horizon_hours,
         date_trunc('hour', snapshot_coins.last_update)
-        + to_hours(horizons.horizon_hours - 1) as candle_open_time
+        + to_hours(horizons.horizon_hours) as target_at
 
     from snapshot_coins
 
     cross join horizons
+
+),
+
+-- The newest candle closed at or before each target (an hour without trades has no candle:
+-- the last close stands), if the history reaches the target and that candle was fetched
+-- closed: otherwise the price there is not known yet, and it is NULL.
+target_prices as (
+
+    select
+        targets.snapshot_date,
+        targets.snapshot_id,
+        targets.coin,
+        targets.horizon_hours,
+        case
+            when closes.is_closed and fetched.fetched_through >= targets.target_at
+                then closes.close_price
+        end as close_price,
+        case
+            when closes.is_closed and fetched.fetched_through >= targets.target_at
+                then closes.closed_at
+        end as closed_at
+
+    from targets
+
+    asof left join closes
+        on
+            targets.coin = closes.coin
+            and targets.target_at >= closes.closed_at
+
+    left join fetched
+        on targets.coin = fetched.coin
 
 ),
 
@@ -56,21 +109,17 @@ priced as (
     select
         {% for hours in horizons %}
             max(
-                case when targets.horizon_hours = {{ hours }} then closes.close_price end
+                case when horizon_hours = {{ hours }} then close_price end
             ) as close_{{ hours }}h,
         {% endfor %}
-        targets.snapshot_date,
-        targets.snapshot_id,
-        targets.coin
+        max(case when horizon_hours = 0 then closed_at end) as price_candle_closed_at,
+        snapshot_date,
+        snapshot_id,
+        coin
 
-    from targets
+    from target_prices
 
-    inner join closes
-        on
-            targets.coin = closes.coin
-            and targets.candle_open_time = closes.open_time
-
-    group by targets.snapshot_date, targets.snapshot_id, targets.coin
+    group by snapshot_date, snapshot_id, coin
 
 ),
 
@@ -83,6 +132,7 @@ final as (
         snapshot_coins.coin,
         date_trunc('hour', snapshot_coins.last_update) as price_at,
         priced.close_0h as price_at_snapshot,
+        priced.price_candle_closed_at,
         {% for hours in horizons[1:] %}
             {{ safe_ratio('priced.close_' ~ hours ~ 'h', 'priced.close_0h') }}
             - 1 as return_{{ hours }}h,
