@@ -35,15 +35,18 @@ closes as (
 
 ),
 
--- How far each coin's price history reaches: its newest fetch. A fetch returns every candle
--- up to its own time, so an instant before it is known, even if its hour had no candle.
-fetched as (
+-- How far each coin's price history reaches: its newest closed candle. Beyond it nothing is
+-- known yet (the price fetch asks up to the newest snapshot, so a later fetch time proves
+-- nothing about the hours after that snapshot).
+known as (
 
     select
         coin,
-        max(fetched_at) as fetched_through
+        max(closed_at) as known_through
 
-    from candles
+    from closes
+
+    where is_closed
 
     group by coin
 
@@ -75,7 +78,7 @@ targets as (
 
 -- The newest candle closed at or before each target (an hour without trades has no candle:
 -- the last close stands), if the history reaches the target and that candle was fetched
--- closed: otherwise the price there is not known yet, and it is NULL.
+-- closed: otherwise the price there is not known (yet), and it is NULL.
 target_prices as (
 
     select
@@ -84,11 +87,11 @@ target_prices as (
         targets.coin,
         targets.horizon_hours,
         case
-            when closes.is_closed and fetched.fetched_through >= targets.target_at
+            when closes.is_closed and known.known_through >= targets.target_at
                 then closes.close_price
         end as close_price,
         case
-            when closes.is_closed and fetched.fetched_through >= targets.target_at
+            when closes.is_closed and known.known_through >= targets.target_at
                 then closes.closed_at
         end as closed_at
 
@@ -99,8 +102,8 @@ target_prices as (
             targets.coin = closes.coin
             and targets.target_at >= closes.closed_at
 
-    left join fetched
-        on targets.coin = fetched.coin
+    left join known
+        on targets.coin = known.coin
 
 ),
 
