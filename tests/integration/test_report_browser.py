@@ -30,7 +30,7 @@ import duckdb
 import pytest
 
 from flows.analyst import build_docs, running_site, write_report
-from flows.analyst.data import ReportDataError, connect, load_history
+from flows.analyst.data import ReportDataError, connect, load_history, load_history_grid
 from flows.analyst.scale import LADDER_ORDER, bias_colour, size_weight, weighted
 from flows.settings import WINDOWS, Settings, get_settings
 
@@ -305,6 +305,54 @@ def test_smart_retail_spread_matches_the_daily_mart(
     by_time = dict(zip(history.times, history.spread_pp, strict=True))
     for close_at, mart_pp in history.daily_spread:
         assert by_time[close_at] == pytest.approx(mart_pp, abs=1e-9)
+
+
+def test_history_grid_closes_are_the_marts(settings: Settings, expected: dict[str, object]) -> None:
+    """Each hourly point is the bucket's last snapshot: at a day's close, the mart's value."""
+    coins = list(expected["coins"])[:5]  # type: ignore[call-overload]
+    with connect(settings.analytics_db_path) as con:
+        grid = load_history_grid(
+            con,
+            coins,
+            ["all", "24h"],
+            until=expected["last_update"],  # type: ignore[arg-type]
+            days=30,
+            max_points=180,
+            market=False,
+        )
+    assert grid.bucket_minutes == 60
+    assert grid.points <= 180
+    checked = 0
+    for key, closes in grid.closes.items():
+        for point, pp in closes:
+            if pp is not None:
+                assert grid.spread_pp[key][point] == pytest.approx(pp, abs=1e-9), key
+                checked += 1
+    assert checked >= len(coins)
+
+
+def test_divergence_table_is_the_marts(
+    site: Path, settings: Settings, expected: dict[str, object]
+) -> None:
+    document = page_data((site / "latest.html").read_text(encoding="utf-8"))
+    day = document["days"][-1]["day"]
+    con = duckdb.connect(str(settings.analytics_db_path), read_only=True)
+    try:
+        truth = dict(
+            con.execute(
+                "select coin, smart_minus_retail_pp from marts.smart_retail_divergence_daily "
+                "where snapshot_date = ? and \"window\" = 'all'",
+                [day],
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    spreads = document["divergence"]["all"][-1]["sp"].split(",")
+    for coin, sp in zip(document["coins"], spreads, strict=True):
+        want = truth.get(coin)
+        assert (sp == "") == (want is None)
+        if sp:
+            assert int(sp) / 10 == pytest.approx(want, abs=0.05)
 
 
 def test_report_for_an_older_day_leaves_latest_alone(

@@ -329,3 +329,17 @@ def test_prune_reports_keeps_recent_days_and_latest(tmp_path: Path) -> None:
     ]
     with pytest.raises(ValueError, match="at least 1"):
         report.prune_reports(tmp_path, keep_days=0)
+
+
+def test_coin_files_never_collide() -> None:
+    assert report._png_prefix("20261124T153000000Z", "BTC") == "20261124T153000000Z"
+    gold = report._png_prefix("20261124T153000000Z", "xyz:GOLD")
+    assert gold == "20261124T153000000Z-coin-xyz~3aGOLD"
+    assert report._png_prefix("20261124T153000000Z", "xyz_GOLD") != gold
+    assert "/" not in report._coin_slug("a/b")
+
+
+def test_latest_names_the_snapshot_it_shows(tmp_path: Path) -> None:
+    assert report._shown_by_latest(tmp_path) == ""
+    (tmp_path / "latest.html").write_text(render_page())
+    assert report._shown_by_latest(tmp_path) == "20261124T153000000Z"

@@ -458,7 +458,7 @@
     h.closes.forEach(function (p) {
       if (p[1] !== null && p[0] < H.points) { s.appendChild(svg('circle', {cx: c.x(p[0]), cy: y(p[1]), r: 3.5, 'class': 'close'})); }
     });
-    axisText(s, m.l + 4, m.t + 10, 'smart − retail, bias points (+ = smart money longer)', 'start', 'label');
+    axisText(s, m.l + 4, m.t + 10, phone ? 'smart − retail, pts' : 'smart − retail, bias points (+ = smart money longer)', 'start', 'label');
     if (hasPrice) {
       var pv = h.price.filter(function (v) { return v !== null; });
       var lo = Math.min.apply(null, pv), hi = Math.max.apply(null, pv), pad = (hi - lo) * 0.08 || hi * 0.01 || 1;
@@ -466,7 +466,7 @@
       var yp = function (v) { return m.t + (hi - v) / (hi - lo) * (height - m.t - m.b); };
       s.appendChild(svg('path', {d: path(h.price, c.x, yp), 'class': 'price'}));
       [hi - pad, (hi + lo) / 2, lo + pad].forEach(function (v) { axisText(s, c.width - m.r + 4, yp(v) + 4, price(v), 'start', 'axis price-axis'); });
-      axisText(s, c.width - m.r - 4, m.t + 10, 'mark price (right axis)', 'end', 'label price-label');
+      axisText(s, c.width - m.r - 4, m.t + 10, phone ? 'price →' : 'mark price (right axis)', 'end', 'label price-label');
     }
     box.appendChild(s);
   }
@@ -562,7 +562,8 @@
     t.textContent = '';
     $('divergence-title').textContent = '· window ' + w + ' · ' + D.days[d].label;
     var head = el('tr');
-    ['coin', 'smart bias', 'smart notional', 'retail bias', 'retail notional', 'smart − retail', 'vs previous close', 'open interest'].forEach(function (h) {
+    // The gap and its change first: on a phone they are what shows without scrolling.
+    ['coin', 'smart − retail', 'vs previous close', 'smart bias', 'smart notional', 'retail bias', 'retail notional', 'open interest'].forEach(function (h) {
       head.appendChild(el('th', {scope: 'col'}, h));
     });
     var thead = el('thead'); thead.appendChild(head); t.appendChild(thead);
@@ -573,8 +574,8 @@
     rows.slice(0, 10).forEach(function (i) {
       var tr = el('tr', {'data-coin': D.coins[i]});
       tr.appendChild(el('th', {scope: 'row'}, D.coins[i]));
-      [dv.sb[i] === null ? '–' : dv.sb[i].toFixed(2), usd(dv.sv[i]), dv.rb[i] === null ? '–' : dv.rb[i].toFixed(2),
-        usd(dv.rv[i]), pp(dv.sp[i], ' pts'), pp(dv.dc[i], ' pts'), usd(bd.oi[i])].forEach(function (v) { tr.appendChild(el('td', null, v)); });
+      [pp(dv.sp[i], ' pts'), pp(dv.dc[i], ' pts'), dv.sb[i] === null ? '–' : dv.sb[i].toFixed(2), usd(dv.sv[i]),
+        dv.rb[i] === null ? '–' : dv.rb[i].toFixed(2), usd(dv.rv[i]), usd(bd.oi[i])].forEach(function (v) { tr.appendChild(el('td', null, v)); });
       tbody.appendChild(tr);
     });
     if (!rows.length) {
