@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import duckdb
 import pytest
 
-from flows.analyst import build_docs, running_site, write_report
+from flows.analyst import build_docs, data, payload, running_site, write_report
 from flows.analyst.data import ReportDataError, connect, load_history, load_history_grid
 from flows.analyst.scale import LADDER_ORDER, bias_colour, size_weight, weighted
 from flows.settings import WINDOWS, Settings, get_settings
@@ -570,14 +570,6 @@ def test_report_is_interactive(
         assert page.get_attribute("#bias-board", "data-day") == first_day
         assert page.get_attribute("body", "data-coin") == coins[1]
 
-        # Without market tables, the note says so and the market parts are absent.
-        notes = page.text_content("#notes") or ""
-        assert "fct_market_snapshots" in notes
-        assert "cohort_flow_price_daily" in notes
-        assert page.locator("#bias-board td.market").count() == 0
-        assert page.locator("#overview .price").count() == 0
-        assert page.locator("#split-control").is_hidden()
-
         page.goto(url + "latest.html", wait_until="load")
         page.wait_for_selector("#bias-board tbody tr")
         view_shots(page, shots, "desktop")
@@ -618,20 +610,61 @@ def test_report_works_from_disk(site: Path, expected: dict[str, object], browser
 # --------------------------------------------------------------------------- with market data
 
 
+MARKET_RELATIONS = ("fct_market_snapshots", "cohort_flow_price_daily")
+
+
+def _copy_warehouse(settings: Settings, folder: Path) -> tuple[Settings, duckdb.DuckDBPyConnection]:
+    """A data folder of its own holding a writable copy of the demo's analytics file (its
+    views read the demo's lake and marts by absolute path: the demo stays untouched)."""
+    copy = get_settings(data_dir=folder / "data")
+    copy.analytics_db_path.parent.mkdir(parents=True)
+    shutil.copy(settings.analytics_db_path, copy.analytics_db_path)
+    return copy, duckdb.connect(str(copy.analytics_db_path))
+
+
+def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    kind = con.execute(
+        "select table_type from information_schema.tables "
+        "where table_schema = 'marts' and table_name = ?",
+        [name],
+    ).fetchone()
+    if kind:
+        con.execute(f"drop {'view' if kind[0] == 'VIEW' else 'table'} marts.{name}")
+
+
+def _has_prices(settings: Settings) -> bool:
+    with connect(settings.analytics_db_path) as con:
+        return data.has_relation(con, data.MARKET, payload.MARKET_COLUMNS) and data.has_rows(
+            con, data.MARKET, "has_market and mark_price is not null"
+        )
+
+
+@pytest.fixture(scope="module")
+def plain_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A copy of the warehouse as it was before market data: neither market relation."""
+    plain, con = _copy_warehouse(settings, tmp_path_factory.mktemp("plain"))
+    try:
+        for name in MARKET_RELATIONS:
+            _drop(con, name)
+    finally:
+        con.close()
+    return plain
+
+
 @pytest.fixture(scope="module")
 def market_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """A copy of the demo's analytics file with the market relations the report can use.
+    """A warehouse with the market relations the report can use.
 
-    Made here as the contract names them (another change adds them to the warehouse): a
-    price walk per coin, open interest and funding per snapshot, and each cohort's daily
-    notional change split into flow and price effect.
+    The demo's own when it captured the market; else a copy with the two relations made here
+    as the contract names them: a price walk per coin, open interest and funding per
+    snapshot, and each cohort's daily net notional change split into flow and price effect.
     """
-    data = tmp_path_factory.mktemp("market") / "data"
-    market = get_settings(data_dir=data)
-    market.analytics_db_path.parent.mkdir(parents=True)
-    shutil.copy(settings.analytics_db_path, market.analytics_db_path)
-    con = duckdb.connect(str(market.analytics_db_path))
+    if _has_prices(settings):
+        return settings
+    market, con = _copy_warehouse(settings, tmp_path_factory.mktemp("market"))
     try:
+        for name in MARKET_RELATIONS:
+            _drop(con, name)
         con.execute(
             """
             create table marts.fct_market_snapshots as
@@ -665,10 +698,39 @@ def market_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.browser
-def test_market_data_when_the_warehouse_has_it(
-    market_settings: Settings, expected: dict[str, object], browser, shots: Path
+def test_without_market_data_a_note_says_so(
+    plain_settings: Settings, expected: dict[str, object], browser, shots: Path
 ) -> None:
-    out = market_settings.reports_dir
+    out = plain_settings.reports_dir
+    write_report(plain_settings, out_dir=out)
+    context, recorder = browser
+    with running_site(out) as url:
+        page = open_report(context, recorder, url + "latest.html", DESKTOP)
+        notes = page.locator("#notes .note-line")
+        assert notes.count() == 2  # one line each
+        text = page.text_content("#notes") or ""
+        assert "fct_market_snapshots" in text
+        assert "cohort_flow_price_daily" in text
+        assert page.locator("#bias-board td.market").count() == 0
+        assert page.locator("#bias-board th.market").count() == 0
+        assert page.locator("#overview .price").count() == 0
+        assert page.locator("#split-control").is_hidden()
+        page.locator("#overview svg").hover(position={"x": 400, "y": 80})
+        assert "price" not in (page.text_content("#readout") or "")
+        n = len(expected["coins"])  # type: ignore[arg-type]
+        assert page.locator("#bias-board td.cell").count() == n * 16
+        view_shots(page, shots, "desktop-plain")
+        phone = open_report(context, recorder, url + "latest.html", PHONE)
+        view_shots(phone, shots, "phone-plain")
+    assert not recorder.errors, recorder.errors
+    assert not recorder.outside(), recorder.outside()
+
+
+@pytest.mark.browser
+def test_market_data_when_the_warehouse_has_it(
+    market_settings: Settings, expected: dict[str, object], browser, shots: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "market-reports"
     write_report(market_settings, out_dir=out)
     context, recorder = browser
     with running_site(out) as url:
@@ -689,8 +751,8 @@ def test_market_data_when_the_warehouse_has_it(
         assert "price $" in (page.text_content("#readout") or "")
         # The flow/price split on the day-over-day board.
         assert page.locator("#split-control").is_visible()
-        cell = page.locator("#change-board td.cell[data-change-pp]").first
-        assert "= flow " in (cell.get_attribute("title") or "")
+        tips = page.eval_on_selector_all("#change-board td.cell", "cs => cs.map(c => c.title)")
+        assert any("= flow " in tip for tip in tips)
         page.select_option("#second-line", "f")
         view_shots(page, shots, "desktop-market")
         phone = open_report(context, recorder, url + "latest.html", PHONE)
