@@ -1,6 +1,7 @@
 """``make demo``: the whole product in one command, against the simulated HyperTracker API.
 
-1. start the simulated API on 127.0.0.1 with a fresh random token;
+1. start the simulated API on 127.0.0.1 with a fresh random token (HyperTracker's API and
+   Hyperliquid's info API, from one simulated market);
 2. walk its clock through N days of states and take every snapshot through the production
    client, archive and lake code (as `serve` would have over those days);
 3. load DuckDB, ``dbt build``, publish ``analytics.duckdb``: the Prefect warehouse flow;
@@ -176,8 +177,9 @@ def tour(data_dir: Path, docs: Path, report: Path, seconds: float, console: Cons
     console.print(
         f"""
 [bold]What was built[/] (all under {data_dir}):
-  archive/    every API body, verbatim (zstd) with a manifest per snapshot
-  lake/       the same as typed Parquet, one file per snapshot per table
+  archive/    every API body, verbatim (zstd) with a manifest per snapshot; market/ holds
+              each snapshot's Hyperliquid prices, prices/ the board's candles and funding
+  lake/       the same as typed Parquet, one file per snapshot per table (prices: per day)
   warehouse/  build.duckdb (the pipeline's) and [bold]analytics.duckdb[/] (yours)
   reports/    [bold]{report}[/]
   docs        [bold]{docs}[/] (dbt docs: every model and column)

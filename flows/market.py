@@ -109,7 +109,7 @@ def capture(
         try:
             parse_meta_and_asset_ctxs(fetched.body, dex)
         except InfoPayloadError as exc:
-            where = markets.quarantine_body(
+            where = archive.quarantine_body(
                 fetch, stem, {"reason": "metaAndAssetCtxs failed validation",
                               "snapshot_id": snapshot_id, "dex": dex, "errors": exc.reasons},
             )  # fmt: skip

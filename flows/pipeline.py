@@ -1,8 +1,8 @@
 """The flows. Read top to bottom, they are the pipeline:
 
-    snapshot   state -> four windows -> validate -> archive -> lake
+    snapshot   state -> four windows -> validate -> archive -> market -> lake
     warehouse  lake (read in place) -> load ledger -> dbt build -> publish analytics.duckdb
-    elt        snapshot, then warehouse (what the schedule runs)
+    elt        snapshot, price history, then warehouse (what the schedule runs)
     report     analytics.duckdb -> the heatmap report (on its own, slower schedule)
     rebuild    archive -> lake -> warehouse, from the raw archive alone
 
@@ -21,11 +21,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows import atomic, mart_files, snapshot
+from flows import atomic, mart_files, price_history, snapshot
 from flows.hyperliquid.client import HyperliquidClient
 from flows.hypertracker.client import HyperTrackerClient
 from flows.lake import from_archive
 from flows.lake.from_archive import archive_for
+from flows.market import one_line
 from flows.publish import PublishResult, publish
 from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
 from flows.runlock import RunLocked, run_lock
@@ -98,6 +99,30 @@ def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
     ):
         refresh_segments(client, settings)
         return take_snapshot(client, info, settings, force)
+
+
+@task(name="price history", **TASK_OPTS)
+def fetch_price_history(settings: Settings) -> price_history.PriceHistoryOutcome:
+    """Candles and funding for the board's coins, only what the lake lacks (within the run's
+    weight); never raises: a failure is reported and the heatmap goes on to be published."""
+    log = get_run_logger()
+    try:
+        with HyperliquidClient(settings) as info:
+            outcome = price_history.update(info, archive_for(settings), settings)
+    except Exception as exc:
+        log.warning("price history failed: %s (the next run tries again)", one_line(exc))
+        return price_history.PriceHistoryOutcome(error=one_line(exc))
+    if outcome.error:
+        log.warning("price history stopped early: %s (the next run goes on)", outcome.error)
+    log.info(
+        "price history up to %s: %d coins, %d requests, weight %d, %d candles and %d funding "
+        "rows landed in %.2fs%s",
+        outcome.horizon, outcome.coins, outcome.requests, outcome.weight, outcome.candles,
+        outcome.funding_rates, outcome.seconds,
+        f"; {len(outcome.behind)} coin(s) left for the next run (weight per run)"
+        if outcome.behind else "",
+    )  # fmt: skip
+    return outcome
 
 
 # ---------------------------------------------------------------------------- warehouse
@@ -268,7 +293,10 @@ def catch_up(settings: Settings) -> list[str]:
     )
     if removed:
         log.warning("removed %d temporary file(s) a stopped run left", removed)
-    return from_archive.land_missing(settings)
+    landed = from_archive.land_missing(settings)
+    if price_history.land_unlanded(settings, archive_for(settings)):
+        log.warning("landed archived price history a stopped run had not landed")
+    return landed
 
 
 def _nothing_to_publish(settings: Settings) -> bool:
@@ -314,6 +342,8 @@ def elt_flow(force: bool = False) -> RunSummary:
                 summary.caught_up = catch_up(settings)
             with summary.step("snapshot"):
                 summary.snapshot = snapshot_flow(force=force)
+            with summary.step("price history"):
+                summary.prices = fetch_price_history(settings)
             with summary.step("load"):
                 summary.load = load(settings)
             if _nothing_to_publish(settings):

@@ -34,6 +34,7 @@ class RunSummary:
     error: str | None = None
     failed_step: str | None = None
     snapshot: Any = None
+    prices: Any = None  # the price-history step (candles, funding)
     load: Any = None
     dbt: Any = None
     publish: Any = None
@@ -105,6 +106,27 @@ class RunSummary:
                 f"- snapshot `{snap.get('snapshot_id')}`: "
                 f"{'stored' if snap.get('stored') else 'already stored (no new state)'}, "
                 f"{snap.get('bytes_fetched', 0):,} bytes fetched, rows {snap.get('rows')}"
+            )
+        market = (snap.get("market") or {}).get("statuses") or {}
+        if market:
+            gaps = {d or "main": s for d, s in market.items() if s != "ok"}
+            lines.append(
+                f"- market: {len(market) - len(gaps)} of {len(market)} dex(es) captured"
+                + (f"; **gaps**: {', '.join(f'{d} {s}' for d, s in gaps.items())}" if gaps else "")
+            )
+        prices = d.get("prices") or {}
+        if prices.get("error"):
+            lines.append(f"- **price history failed** (the run went on): {prices['error']}")
+        elif prices.get("horizon"):
+            lines.append(
+                f"- price history: {prices['candles']:,} candles, {prices['funding_rates']:,} "
+                f"funding rows for {prices['coins']} coins ({prices['requests']} requests, "
+                f"weight {prices['weight']})"
+                + (
+                    f"; {len(prices['behind'])} coins left for later runs"
+                    if prices["behind"]
+                    else ""
+                )
             )
         if self.caught_up:
             lines.append(

@@ -295,10 +295,7 @@ class SnapshotOutcome:
     bytes_fetched: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    market: dict[str, str] = field(default_factory=dict)  # status per dex ('' is the main)
-    market_weight: int = 0  # info API weight the capture spent
-    market_seconds: float = 0.0
-    market_bytes: int = 0
+    market: market.MarketOutcome | None = None  # the market landed with it
 
 
 def with_market(
@@ -364,7 +361,9 @@ def take_snapshot(
         zip(*(checked["market_fetches"].column(c).to_pylist() for c in ("dex", "status")),
             strict=True)
     )  # fmt: skip
-    if captured is not None:
+    captured = captured or market.MarketOutcome(statuses)
+    captured.statuses = statuses
+    if captured.weight:
         log.info(
             "market of %s: %s in %.2fs (weight %d, %s bytes)",
             manifest.snapshot_id,
@@ -387,8 +386,5 @@ def take_snapshot(
         bytes_fetched=sum(r.body_bytes for r in manifest.bodies.values()),
         rows=rows,
         seconds=time.perf_counter() - started,
-        market=statuses,
-        market_weight=captured.weight if captured else 0,
-        market_seconds=captured.seconds if captured else 0.0,
-        market_bytes=captured.body_bytes if captured else 0,
+        market=captured,
     )

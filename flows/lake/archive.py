@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -239,6 +240,19 @@ class RawArchive:
 
     def quarantine(self, fetch: IncomingFetch, note: dict[str, object]) -> Path:
         return fetch.set_aside(self.quarantine_dir, note)
+
+    def quarantine_body(self, fetch: IncomingFetch, name: str, note: dict[str, object]) -> Path:
+        """Move one stored body out of a fetch into ``quarantine/<fetch_id>-<name>/`` (a
+        rename: the exact bytes), with a note; the rest of the fetch goes on."""
+        record = fetch.records.pop(name)
+        target = self.quarantine_dir / f"{fetch.fetch_id}-{name}"
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(fetch.path / record.file, target / record.file)
+        note = {"fetch_id": fetch.fetch_id, "noted_at": iso(utc_now()), **note,
+                "body": asdict(record)}  # fmt: skip
+        atomic.write_bytes(target / NOTE, json.dumps(note, indent=2, default=str).encode())
+        atomic.fsync_dir(target.parent)
+        return target
 
     def set_aside_partial(self, fetch: IncomingFetch, note: dict[str, object]) -> Path:
         return fetch.set_aside(self.partial_dir, note)

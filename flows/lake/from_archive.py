@@ -195,4 +195,7 @@ def rebuild_lake(
     )
     land_segments(settings)
     land_missing_markets(settings)
+    from flows.price_history import land_unlanded  # the price history's own archive
+
+    land_unlanded(settings, archive)
     return total

@@ -18,22 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flows import atomic
-from flows.lake.archive import (
-    MANIFEST,
-    NOTE,
-    IncomingFetch,
-    RawArchive,
-    day_of,
-    iso,
-    read_zst,
-    utc_now,
-)
+from flows.lake.archive import MANIFEST, IncomingFetch, RawArchive, day_of, read_zst
 
 FORMAT_VERSION = 1
 _SAFE_DEX = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -107,18 +97,6 @@ class MarketArchive:
 
     def begin(self) -> IncomingFetch:
         return self.raw.begin()
-
-    def quarantine_body(self, fetch: IncomingFetch, name: str, note: dict[str, object]) -> Path:
-        """Move one stored body out of the capture into the quarantine, with a note."""
-        record = fetch.records.pop(name)
-        target = self.raw.quarantine_dir / f"{fetch.fetch_id}-{name}"
-        target.mkdir(parents=True, exist_ok=True)
-        os.replace(fetch.path / record.file, target / record.file)
-        note = {"fetch_id": fetch.fetch_id, "noted_at": iso(utc_now()), **note,
-                "body": asdict(record)}  # fmt: skip
-        atomic.write_bytes(target / NOTE, json.dumps(note, indent=2, default=str).encode())
-        atomic.fsync_dir(target.parent)
-        return target
 
     def commit(self, fetch: IncomingFetch, manifest: MarketManifest) -> MarketManifest:
         """Write the manifest and move the capture into place in one rename."""

@@ -80,8 +80,10 @@ SEGMENTS = pa.schema(
 # API's decimal strings parsed on purpose into float64; NULL where the API sent none.
 #
 # One row per (snapshot, dex) the snapshot needed: what was fetched, or why nothing was
-# (status 'ok', 'failed' or 'quarantined'). A snapshot with no 'ok' row for a dex has no
-# market for that dex's coins: a recorded gap, never a made-up price.
+# (status 'ok', 'failed', 'quarantined', or 'not_captured': the run stopped between archiving
+# the snapshot and asking, or the snapshot was landed before the market was captured; its
+# url is ''). A snapshot with no 'ok' row for a dex has no market for that dex's coins: a
+# recorded gap, never a made-up price.
 MARKET_FETCHES = pa.schema(
     [
         pa.field("snapshot_id", pa.string(), nullable=False),

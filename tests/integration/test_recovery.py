@@ -105,10 +105,15 @@ def land_bad_snapshot(lake_dir: Path) -> None:
                           "total_short_value": 100.0, **counts, "segment_count": 1},
         "snapshots": {**keys, "next_update": None, "fetched_at": AT, "url": "http://x",
                       "http_status": 200, "body_bytes": 1, "body_sha256": "x", "coin_count": 1},
+        # Its market, as every landed snapshot has one: here a fetch that failed.
+        "market_fetches": {"snapshot_id": SID, "last_update": AT, "dex": "", "status": "failed",
+                           "url": "http://x/info", "error": "HTTP 502"},
     }  # fmt: skip
     for table, row in rows.items():
         path = lake_path(lake_dir, table, SID)
         write_table(path, pa.Table.from_pylist([row], schema=TABLES[table]))
+    empty = TABLES["market_contexts"].empty_table()
+    write_table(lake_path(lake_dir, "market_contexts", SID), empty)
 
 
 def test_a_snapshot_failing_a_dbt_test_is_held_back_and_the_next_clean_one_published(

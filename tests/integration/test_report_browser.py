@@ -508,26 +508,8 @@ def test_report_is_interactive(
         got = tuple(int(x) for x in re.findall(r"\d+", painted)[:3])
         assert all(abs(a - b) <= 1 for a, b in zip(got, want, strict=True)), (got, want)
 
-        # Sticky: after scrolling past row 15 the cohort headings and the coin column stay.
-        page.evaluate("window.scrollTo(0, document.getElementById('board').offsetTop)")
-        box = page.locator("#bias-scroll")
-        box.evaluate("b => { b.scrollTop = 20 * 40; b.scrollLeft = 500; }")
-        top = box.bounding_box()
-        assert top is not None
-        head = page.locator('#bias-board th.cohort[data-cohort="8"]').bounding_box()
-        assert head is not None
-        assert top["y"] <= head["y"] <= top["y"] + 60, (top, head)
-        coin_cell = page.locator("#bias-board th.coin").nth(20).bounding_box()
-        assert coin_cell is not None
-        assert abs(coin_cell["x"] - top["x"]) <= 2, (top, coin_cell)
-        hit = page.evaluate(
-            "([x, y]) => { const e = document.elementFromPoint(x, y); "
-            "return e && e.closest('th') ? e.closest('th').dataset.cohort : null; }",
-            [head["x"] + head["width"] / 2, head["y"] + head["height"] / 2],
-        )
-        assert hit == "8"  # on top, not under the rows
-        shot(page, shots, "desktop-board-scrolled")
-        box.evaluate("b => { b.scrollTop = 0; b.scrollLeft = 0; }")
+        # Sticky: after scrolling the page past row 15, the headings sit under the controls.
+        assert_sticky(page, shots, "desktop")
 
         # The coin picker shows another coin's history; the title says the span held.
         title = page.text_content("#history-title") or ""
@@ -575,20 +557,47 @@ def test_report_is_interactive(
         view_shots(page, shots, "desktop")
         phone = open_report(context, recorder, url + "latest.html", PHONE)
         view_shots(phone, shots, "phone")
-        # On a phone the coin column stays while the board scrolls sideways.
-        phone.evaluate("window.scrollTo(0, document.getElementById('board').offsetTop)")
-        phone.locator("#bias-scroll").evaluate("b => { b.scrollLeft = 600; b.scrollTop = 600; }")
-        scroll = phone.locator("#bias-scroll").bounding_box()
-        coin_cell = phone.locator("#bias-board th.coin").nth(18).bounding_box()
-        assert scroll is not None
-        assert coin_cell is not None
-        assert abs(coin_cell["x"] - scroll["x"]) <= 2
-        shot(phone, shots, "phone-board-scrolled")
+        # On a phone too, and the coin column stays while the board scrolls sideways.
+        assert_sticky(phone, shots, "phone")
         page.goto(url, wait_until="load")  # the index lists what there is
         assert page.locator('a[href="latest.html"]').count() == 1
     assert not recorder.errors, recorder.errors
     assert not recorder.outside(), recorder.outside()
     assert any(u.endswith("/latest.html") for u in recorder.requests)
+
+
+def assert_sticky(page, shots: Path, label: str) -> None:
+    """Scroll the page (as a reader does) to row 20 and the board sideways: the headings are
+    just under the controls, on top of the rows, and the coin column at the board's left."""
+    page.evaluate(
+        "() => { const row = document.querySelectorAll('#bias-board tbody tr')[20];"
+        " window.scrollTo(0, window.scrollY + row.getBoundingClientRect().top - 80); }"
+    )
+    box = page.locator("#bias-scroll")
+    box.evaluate("b => { b.scrollLeft = 600; }")
+    page.wait_for_timeout(200)  # the headings follow on the next animation frame
+    bar = page.locator("#controls").bounding_box()
+    head = page.locator('#bias-board th.cohort[data-cohort="12"]').bounding_box()
+    row = page.locator("#bias-board tbody tr").nth(20).bounding_box()
+    assert bar is not None
+    assert head is not None
+    assert row is not None
+    bottom = bar["y"] + bar["height"]
+    assert row["y"] < 200  # the page did scroll past the first rows
+    assert bottom - 1 <= head["y"] <= bottom + 40, (bar, head)
+    hit = page.evaluate(
+        "([x, y]) => { const e = document.elementFromPoint(x, y); "
+        "return e && e.closest('th') ? e.closest('th').dataset.cohort : null; }",
+        [head["x"] + head["width"] / 2, head["y"] + head["height"] / 2],
+    )
+    assert hit == "12"  # on top, not under the rows
+    scroll = box.bounding_box()
+    coin_cell = page.locator("#bias-board th.coin").nth(22).bounding_box()
+    assert scroll is not None
+    assert coin_cell is not None
+    assert abs(coin_cell["x"] - scroll["x"]) <= 2, (scroll, coin_cell)
+    shot(page, shots, f"{label}-board-scrolled")
+    box.evaluate("b => { b.scrollLeft = 0; }")
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:

@@ -311,9 +311,29 @@
       tr.appendChild(td); tbody.appendChild(tr);
     }
     table.appendChild(tbody);
-    // The second heading row sticks just under the first: its offset is the first's height.
-    var first = table.querySelector('thead tr').getBoundingClientRect().height;
-    Array.prototype.forEach.call(r2.children, function (th) { th.style.top = first + 'px'; });
+    stickHeads();
+  }
+  // The boards scroll sideways in a box of their own (the coin column sticks to its left),
+  // and down with the page. A box that scrolls sideways is a scroll container, so CSS alone
+  // would pin the headings to the box's top, which leaves the screen with the page; so the
+  // headings' sticky offset follows the page instead: wherever the box's top has gone under
+  // the controls, they sit just below the controls, until the table's end.
+  var stickQueued = false;
+  function stickHeads() {
+    stickQueued = false;
+    var bar = $('controls').getBoundingClientRect().bottom;
+    ['bias', 'change'].forEach(function (kind) {
+      var table = $(kind + '-board'), rows = table.querySelectorAll('thead tr');
+      if (rows.length < 2) { return; }
+      var box = table.getBoundingClientRect(), first = rows[0].getBoundingClientRect().height;
+      var room = box.height - first - rows[1].getBoundingClientRect().height;
+      var offset = Math.max(0, Math.min(bar - box.top, room));
+      Array.prototype.forEach.call(rows[0].children, function (th) { th.style.top = offset + 'px'; });
+      Array.prototype.forEach.call(rows[1].children, function (th) { th.style.top = (offset + first) + 'px'; });
+    });
+  }
+  function queueStick() {
+    if (!stickQueued) { stickQueued = true; window.requestAnimationFrame(stickHeads); }
   }
 
   // ------------------------------------------------------------------ legends
@@ -645,19 +665,14 @@
     pick.addEventListener('change', function () { setCoin(this.value); });
     legend('bias-legend', 'bias');
     legend('change-legend', 'change');
-    // The boards scroll inside a box as tall as the screen under the controls, so that their
-    // headings and coin column stay in view (sticky) while the rows scroll.
-    function fit() {
-      document.documentElement.style.setProperty('--bar', $('controls').getBoundingClientRect().height + 'px');
-    }
     var wide = window.innerWidth;
+    window.addEventListener('scroll', queueStick, {passive: true});
     window.addEventListener('resize', function () {
-      fit();
+      queueStick();
       if (window.innerWidth !== wide) { wide = window.innerWidth; renderHistory(); }
     });
     window.addEventListener('hashchange', function () { fromHash(); render(); renderHistory(); });
     fromHash();
-    fit();
     render();
     renderHistory();
   }
