@@ -52,9 +52,9 @@ def _offline() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "flows")
     # Outside a run (the demo's collection, a rebuild's lake) they log to the console only.
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    # With no Prefect server configured, each process starts a temporary one; on a busy
-    # 2-core machine that can take longer than Prefect's default 20 s.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # With no Prefect server configured, commands start a local one of their own
+    # (flows/prefect_api.py), never Prefect's temporary server, which would inherit the token.
+    os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
 
 
 def _fail(message: str, code: int) -> None:
@@ -108,8 +108,10 @@ def demo(
         preflight(load_settings(), token=False)
         _offline()
         from flows.demo import run_demo
+        from flows.prefect_api import prefect_api
 
-        run_demo(days=days, seed=seed, data_dir=data_dir.resolve(), console=console)
+        with prefect_api(load_settings(), services=False):
+            run_demo(days=days, seed=seed, data_dir=data_dir.resolve(), console=console)
 
 
 @app.command()
@@ -136,11 +138,26 @@ def run(
 def serve(data_dir: DataDir = None, debug: Debug = False) -> None:
     """Run the pipeline on its schedule (HT_SCHEDULE_CRON, default every 15 min) until stopped."""
     with _command("serve", data_dir, debug):
-        from flows.ops import load_settings, preflight, serve_forever
+        from flows.ops import load_settings, preflight
+        from flows.serving import serve_forever
 
         preflight(load_settings(), token=True)
         _offline()
         code = serve_forever(console=console, debug=debug)
+    raise SystemExit(code)
+
+
+@app.command()
+def deploy(data_dir: DataDir = None, debug: Debug = False) -> None:
+    """Register the scheduled runs on a Prefect server of your own (prefect.yaml, pool
+    hypertracker), on the schedules the settings give; `prefect worker start --pool
+    hypertracker` then runs them. Single users want `ht serve` instead."""
+    with _command("deploy", data_dir, debug):
+        from flows.ops import load_settings
+        from flows.serving import deploy
+
+        _offline()
+        code = deploy(load_settings(), console=console)
     raise SystemExit(code)
 
 

@@ -8,25 +8,18 @@ import datetime as dt
 import decimal
 import io
 import json
-import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import httpx
 from rich.console import Console
 from rich.table import Table
 
+from flows.prefect_api import prefect_api, quiet_prefect_tracebacks
 from flows.settings import Settings, get_settings
 from flows.transform import read_freshness
 
@@ -129,36 +122,6 @@ def published_db(settings: Settings) -> Path:
     return db
 
 
-def quiet_prefect_tracebacks() -> None:
-    """Keep tracebacks out of Prefect's console output; its API log keeps them whole."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
-                handler.formatter, _NoTraceback
-            ):
-                handler.setFormatter(_NoTraceback(handler.formatter or logging.Formatter()))
-
-
-class _NoTraceback(logging.Formatter):
-    """A formatter that leaves the exception's traceback out (the message says what)."""
-
-    def __init__(self, inner: logging.Formatter) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def format(self, record: logging.LogRecord) -> str:
-        # The record is shared by every handler: put back what was taken out.
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info = record.exc_text = record.stack_info = None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-
-
 # A run that did not start (the API quota would be exceeded, or another run holds the lock):
 # EX_TEMPFAIL, "try again later".
 EXIT_SKIPPED = 75
@@ -171,10 +134,15 @@ def run_once(*, force: bool, console: Console, debug: bool = False) -> int:
     step failed, why and what was kept, in a few lines (``debug``: and raises, for the
     traceback).
     """
-    from flows.pipeline import elt_flow, report_flow
-
     if not debug:
         quiet_prefect_tracebacks()
+    with prefect_api(get_settings(), services=False):
+        return _run_and_report(force=force, console=console)
+
+
+def _run_and_report(*, force: bool, console: Console) -> int:
+    from flows.pipeline import elt_flow, report_flow
+
     try:
         summary = elt_flow(force=force)
     except Exception as exc:
@@ -206,249 +174,14 @@ def run_once(*, force: bool, console: Console, debug: bool = False) -> int:
     return 0
 
 
-def build_deployment(settings: Settings | None = None):  # -> RunnerDeployment
-    """The scheduled deployment of the ELT flow (what ``serve`` runs)."""
-    from flows.pipeline import elt_flow
-
-    settings = settings or get_settings()
-    when: dict[str, Any] = (
-        {"interval": settings.schedule_interval_s}
-        if settings.schedule_interval_s
-        else {"cron": settings.schedule_cron}
-    )
-    return elt_flow.to_deployment(
-        name=DEPLOYMENT_NAME,
-        **when,
-        description="HyperTracker heatmap snapshot -> lake -> DuckDB -> dbt -> publish",
-        tags=["hypertracker"],
-    )
-
-
-def build_report_deployment(settings: Settings | None = None):  # -> RunnerDeployment
-    """The heatmap report on its own schedule (``serve`` runs it beside the ELT runs)."""
-    from flows.pipeline import report_flow
-
-    settings = settings or get_settings()
-    # Always on its cron, even when the ELT runs every few seconds (trials, tests): each
-    # scheduled run is a process of its own, and drawing PNGs that often starves the runs.
-    return report_flow.to_deployment(
-        name=DEPLOYMENT_NAME,
-        cron=settings.report_cron,
-        description="The heatmap report from the newest analytics.duckdb",
-        tags=["hypertracker"],
-    )
-
-
-# How long `serve` gives its worker to stop after SIGINT or SIGTERM before killing it: a run
-# in flight is abandoned at that point (the next run completes what it began).
-SERVE_STOP_S = 8.0
-
-
-def serve_forever(*, console: Console, debug: bool = False) -> int:
-    """Serve the scheduled deployments until SIGINT (Ctrl-C) or SIGTERM; return the exit code.
-
-    The scheduler, the Prefect server and the runs live in a worker process of their own
-    session, so that a terminal's Ctrl-C (sent to the whole foreground group) reaches this
-    process alone: it asks the worker to stop (SIGTERM: Prefect's runner shuts down, the
-    server with it), waits ``SERVE_STOP_S``, then kills the worker's whole group. A run
-    in flight is either done by then or abandoned; nothing it wrote is half-visible, and
-    the next run completes it. One line says what happened.
-    """
-    worker = subprocess.Popen(
-        [sys.executable, "-c", "from flows.ops import serve_worker; serve_worker()"],
-        env={**os.environ, "HT_DEBUG": "1" if debug else ""},
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-    received: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        if not received:
-            received.append(signum)
-            with contextlib.suppress(ProcessLookupError):
-                worker.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    deadline = None
-    how = "stopped"
-    while worker.poll() is None:
-        if received and deadline is None:
-            deadline = time.monotonic() + SERVE_STOP_S
-        if deadline is not None and time.monotonic() > deadline:
-            how = f"stopped (a run in flight was abandoned after {SERVE_STOP_S:g} s)"
-            break
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(worker.pid, signal.SIGKILL)  # whatever of its group is left
-    worker.wait()
-    if not received:
-        return worker.returncode
-    name = signal.Signals(received[0]).name
-    console.print(f"serve {how} on {name}; the next start goes on where it left off")
-    return 130 if received[0] == signal.SIGINT else 0
-
-
-def serve_worker() -> None:
-    """The worker of :func:`serve_forever`: Prefect's serve of both deployments.
-
-    Prefect's schedules are turned into runs by a server's scheduler, which the temporary
-    in-process API lacks. So with no Prefect server configured (``PREFECT_API_URL`` unset),
-    a local one is started for as long as the worker runs, its database under
-    ``data/prefect``; its UI shows the runs. With ``PREFECT_API_URL`` set (for example to
-    a ``prefect server start`` of your own), that server is used.
-    """
-    from prefect import serve
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
-
-    console = Console()
-    settings = get_settings()
-    when = (
-        f"every {settings.schedule_interval_s}s"
-        if settings.schedule_interval_s
-        else f"cron '{settings.schedule_cron}' (UTC)"
-    )
-    if not os.environ.get("HT_DEBUG"):
-        quiet_prefect_tracebacks()
-    with contextlib.ExitStack() as stack:
-        url = get_current_settings().api.url
-        if not url:
-            url = stack.enter_context(local_prefect_server(settings, console))
-            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
-        skipped = skip_late_runs()
-        if skipped:
-            console.print(
-                f"{skipped} scheduled run(s) fell due while serve was stopped: skipped (the "
-                "first run catches up on everything)"
-            )
-        report_when = f"cron '{settings.report_cron}'"
-        console.print(
-            f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when} and "
-            f"[bold]hypertracker-report/{DEPLOYMENT_NAME}[/] on {report_when}; "
-            f"data in {settings.data_dir}; Prefect API {url}. Ctrl-C stops."
-        )
-        serve(build_deployment(settings), build_report_deployment(settings))
-
-
-def skip_late_runs() -> int:
-    """Cancel the runs of our deployments whose time passed while nothing served them.
-
-    Prefect keeps scheduled runs in its database; after serve was stopped, those that fell
-    due would all start at once. Every run catches up on all that is pending, so one run on
-    the schedule is enough: the late ones are cancelled. Returns how many.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterName,
-        FlowRunFilter,
-        FlowRunFilterExpectedStartTime,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.states import Cancelled
-
-    now = datetime.now(UTC)
-    with get_client(sync_client=True) as client:
-        late = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
-                ),
-                expected_start_time=FlowRunFilterExpectedStartTime(before_=now),
-            ),
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT_NAME])),
-        )
-        for run in late:
-            client.set_flow_run_state(
-                run.id, Cancelled(message="fell due while serve was stopped"), force=True
-            )
-    return len(late)
-
-
-def _die_with_parent() -> None:
-    # The server must not outlive `serve`, even one killed outright (SIGKILL runs no
-    # clean-up): on Linux the kernel sends it SIGTERM when its parent dies.
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def local_prefect_server(settings: Settings, console: Console) -> Iterator[str]:
-    """Run ``prefect server start`` on a free loopback port while the block runs."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    home = settings.data_dir / "prefect"
-    home.mkdir(parents=True, exist_ok=True)
-    # The server never calls HyperTracker: it gets none of the pipeline's settings, the
-    # API token above all.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HT_")}
-    env.update(
-        {
-            "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home)),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        }
-    )
-    env.pop("PREFECT_API_URL", None)
-    log_path = home / "server.log"
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"the local Prefect server stopped at start-up; its log is {log_path}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the local Prefect server did not answer within 180 s; see {log_path}"
-                )
-            time.sleep(0.5)
-        console.print(f"local Prefect server (UI and API) at http://127.0.0.1:{port}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def rebuild_all(*, lake_only: bool, console: Console, debug: bool = False) -> None:
     """Lake, warehouse and marts again from the raw archive alone (resumable)."""
     from flows.pipeline import rebuild_flow
 
     if not debug:
         quiet_prefect_tracebacks()
-    rebuild_flow(lake_only=lake_only)
+    with prefect_api(get_settings(), services=False):
+        rebuild_flow(lake_only=lake_only)
     console.print("[green]rebuild complete[/]")
 
 

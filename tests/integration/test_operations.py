@@ -1,9 +1,8 @@
 """Operations: the schedule, the quota guard, no overlap, readers never blocked, rebuild,
-a load killed mid-way, and a served deployment that really runs."""
+a load killed mid-way (serving: test_serve.py)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -18,9 +17,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.ops import build_deployment
 from flows.pipeline import elt_flow, rebuild_flow
 from flows.quota import Ledger
+from flows.serving import build_deployment
 from flows.settings import Settings, get_settings
 from flows.warehouse import wipe_warehouse
 
@@ -394,54 +393,3 @@ def test_a_load_killed_before_it_commits_leaves_nothing_and_the_rerun_loads_once
     finally:
         con.close()
     assert loads == [(1, 2)]
-
-
-def test_a_served_deployment_runs_on_its_schedule(env: Path, sim) -> None:
-    """`serve` with no Prefect server configured starts its own and runs on schedule."""
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    child_env.update(
-        {
-            "HT_SCHEDULE_INTERVAL_S": "5",
-            # The scheduler looks for due runs every 60 s by default; the test can't wait.
-            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-            "PREFECT_HOME": str(env / "prefect-home"),
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve"],
-        cwd=ROOT,
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    last_run = env / "state" / "last_run.json"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if last_run.exists() and json.loads(last_run.read_text())["outcome"] == "published":
-                break
-            time.sleep(1)
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert last_run.exists(), "no scheduled run finished within 300 s"
-        assert json.loads(last_run.read_text())["outcome"] == "published"
-        assert get_settings().analytics_db_path.exists()
-        # Ctrl-C (SIGINT) stops it within the bound, in one line, and nothing outlives it.
-        stopped = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        assert time.monotonic() - stopped < 15
-        assert proc.returncode == 130
-        assert "serve stopped" in out.splitlines()[-1] or "serve stopped" in out
-        assert "Traceback" not in out
-        time.sleep(2)
-        survivors = subprocess.run(
-            ["pgrep", "-f", f"PREFECT_HOME={env / 'prefect-home'}|serve_worker"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        assert not survivors.strip(), survivors
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

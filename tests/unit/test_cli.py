@@ -280,6 +280,7 @@ def test_every_command_takes_data_dir() -> None:
 def test_a_run_that_did_not_start_exits_75(monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime
 
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     from rich.console import Console
 
     from flows import pipeline
@@ -289,7 +290,9 @@ def test_a_run_that_did_not_start_exits_75(monkeypatch: pytest.MonkeyPatch) -> N
         return RunSummary(started_at=datetime.now(UTC), outcome="skipped: another run")
 
     monkeypatch.setattr(pipeline, "elt_flow", skipped)
-    assert ops.run_once(force=False, console=Console(quiet=True)) == ops.EXIT_SKIPPED == 75
+    # A Prefect API is configured: run_once starts no server of its own.
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api"}):
+        assert ops.run_once(force=False, console=Console(quiet=True)) == ops.EXIT_SKIPPED == 75
 
 
 def test_the_local_prefect_server_gets_no_pipeline_settings(
@@ -297,6 +300,7 @@ def test_the_local_prefect_server_gets_no_pipeline_settings(
 ) -> None:
     from rich.console import Console
 
+    from flows import prefect_api
     from flows.settings import get_settings
 
     monkeypatch.setenv("HT_API_TOKEN", "tok_never_in_the_server_env")
@@ -309,12 +313,47 @@ def test_the_local_prefect_server_gets_no_pipeline_settings(
         seen.update(env)
         raise Stop
 
-    monkeypatch.setattr(ops.subprocess, "Popen", popen)
+    monkeypatch.setattr(prefect_api.subprocess, "Popen", popen)
     with (
         pytest.raises(Stop),
-        ops.local_prefect_server(get_settings(data_dir=tmp_path), Console(quiet=True)),
+        prefect_api.local_prefect_server(
+            get_settings(data_dir=tmp_path), Console(quiet=True), services=True
+        ),
     ):
         pass
     assert seen
     assert not [k for k in seen if k.startswith("HT_")]
     assert "tok_never_in_the_server_env" not in " ".join(seen.values())
+
+
+def test_a_one_off_command_starts_its_own_server_without_services_when_none_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`ht run` with no PREFECT_API_URL gets a local server (one that dies with it), not
+    Prefect's temporary one; and no scheduler, so it never schedules runs beside `serve`."""
+    import contextlib
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from rich.console import Console
+
+    from flows import pipeline, prefect_api, runlog
+
+    started: list[bool] = []
+    seen_url: list[str | None] = []
+
+    @contextlib.contextmanager
+    def fake_server(settings: object, console: object, *, services: bool):
+        started.append(services)
+        yield "http://127.0.0.1:1/api"
+
+    def elt_flow(force: bool) -> runlog.RunSummary:
+        seen_url.append(PREFECT_API_URL.value())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(prefect_api, "local_prefect_server", fake_server)
+    monkeypatch.setattr(pipeline, "elt_flow", elt_flow)
+    monkeypatch.setenv("HT_DATA_DIR", str(tmp_path))
+    with temporary_settings(updates={PREFECT_API_URL: None}), pytest.raises(ops.RunFailed):
+        ops.run_once(force=False, console=Console(quiet=True))
+    assert started == [False]
+    assert seen_url == ["http://127.0.0.1:1/api"]
