@@ -21,7 +21,7 @@ DUCKDB_LTS_VERSION := 1.4.4.post2
 DUCKDB_LTS := $(TOOLS)/duckdb-1.4/bin/duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-fast lint run serve docs report shell bench clean
+.PHONY: help install browser demo test test-fast lint run serve deploy docs report shell bench clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ lint: install ## ruff (Python) and sqlfluff (dbt models)
 
 serve: install ## Run the pipeline on its schedule (HT_SCHEDULE_CRON) until stopped
 	$(HT) serve $(DATA_DIR)
+
+deploy: install ## Register the schedules on your own Prefect server (prefect.yaml; teams)
+	$(HT) deploy $(DATA_DIR)
 
 docs: install ## Build the dbt docs site and serve docs and reports on localhost
 	$(HT) docs --serve $(DATA_DIR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
 from pathlib import Path
@@ -42,19 +43,33 @@ def test_an_unknown_window_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         get_settings()
 
 
-def test_prefect_yaml_points_at_the_flows_on_the_default_crons() -> None:
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+def test_prefect_yaml_takes_its_schedules_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prefect.yaml, resolved as `prefect deploy` resolves it in the environment `ht deploy`
+    gives it, runs each flow on the cron the settings say, and never sees the token."""
+    from prefect.utilities.templating import apply_values
+
+    from flows.serving import deploy_environment
+
+    monkeypatch.setenv("HT_SCHEDULE_CRON", "*/20 * * * *")
+    monkeypatch.setenv("HT_REPORT_CRON", "7 */2 * * *")
+    monkeypatch.setenv("HT_API_TOKEN", "tok-not-for-prefect-deploy")
     settings = get_settings()
-    crons = {
-        "hypertracker-elt": settings.schedule_cron,
-        "hypertracker-report": settings.report_cron,
+    env = deploy_environment(settings)
+    assert "tok-not-for-prefect-deploy" not in " ".join(env.values())
+    monkeypatch.setattr(os, "environ", env)
+    spec = apply_values(yaml.safe_load((ROOT / "prefect.yaml").read_text()), env, False)
+    assert spec["pull"][0]["prefect.deployments.steps.set_working_directory"] == {
+        "directory": str(ROOT)
     }
+    crons = {"hypertracker-elt": "*/20 * * * *", "hypertracker-report": "7 */2 * * *"}
     for deployment in spec["deployments"]:
         module, name = deployment["entrypoint"].split(":")
         module = module.removesuffix(".py").replace("/", ".")
         flow = getattr(importlib.import_module(module), name)
         assert deployment["schedules"][0]["cron"] == crons.pop(flow.name)
-        assert deployment["concurrency_limit"] == 1
+        assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     assert not crons, f"no deployment in prefect.yaml for {sorted(crons)}"
 
 
@@ -74,7 +89,7 @@ def test_env_example_documents_every_setting_and_nothing_else() -> None:
 def test_the_report_has_its_own_deployment_off_the_elt_schedule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.ops import build_report_deployment
+    from flows.serving import build_report_deployment
 
     monkeypatch.setenv("HT_REPORT_CRON", "5 * * * *")
     deployment = build_report_deployment()
