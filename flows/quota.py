@@ -8,7 +8,10 @@ and a run that does not fit does not start and says when one can.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,12 +51,11 @@ class Ledger:
         path = settings.state_dir / "quota.json"
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
         ledger = cls(path=path, day=day, month=month)
-        if path.exists():
-            raw = json.loads(path.read_bytes())
-            if raw.get("day") == day:
-                ledger.day_count = int(raw.get("day_count", 0))
-            if raw.get("month") == month:
-                ledger.month_count = int(raw.get("month_count", 0))
+        raw = _read(path)
+        if raw.get("day") == day:
+            ledger.day_count = int(raw.get("day_count", 0))
+        if raw.get("month") == month:
+            ledger.month_count = int(raw.get("month_count", 0))
         return ledger
 
     def check(self, settings: Settings, needed: int, now: datetime | None = None) -> None:
@@ -82,9 +84,24 @@ class Ledger:
 
     def record(self, requests: int = 1) -> None:
         """Add requests actually made and save the ledger atomically (before each is sent:
-        a killed run's requests count too)."""
-        self.day_count += requests
-        self.month_count += requests
+        a killed run's requests count too).
+
+        Two processes may spend at once (a run, and serve's watch of the state): each adds
+        to the ledger as it is on disk, under a file lock, never to a copy it read earlier.
+        """
+        now = datetime.now(UTC)
+        self.day, self.month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        with _exclusive(self.path):
+            on_disk = _read(self.path)
+            self.day_count = on_disk.get("day_count", 0) if on_disk.get("day") == self.day else 0
+            self.month_count = (
+                on_disk.get("month_count", 0) if on_disk.get("month") == self.month else 0
+            )
+            self.day_count += requests
+            self.month_count += requests
+            self._save()
+
+    def _save(self) -> None:
         payload = {
             "day": self.day,
             "day_count": self.day_count,
@@ -92,3 +109,16 @@ class Ledger:
             "month_count": self.month_count,
         }
         atomic.write_bytes(self.path, json.dumps(payload, indent=2).encode())
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_bytes()) if path.exists() else {}
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An OS lock beside the ledger (released by the kernel if its holder dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
