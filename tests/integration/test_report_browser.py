@@ -67,13 +67,20 @@ def settings(demo_data: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The report and the docs page, written to a fresh folder."""
+    """The report, written to a fresh folder."""
     out = tmp_path_factory.mktemp("site") / "reports"
     latest = write_report(settings, out_dir=out)
     assert latest == out / "latest.html"
-    docs = build_docs(settings, out_dir=out)
-    assert docs == out / "docs.html"
     return out
+
+
+@pytest.fixture(scope="module")
+def docs_site(site: Path, settings: Settings) -> Path:
+    """The report's folder with the docs page beside it (apart: a docs build that fails
+    says so in the tests that need it, not in every report test)."""
+    docs = build_docs(settings, out_dir=site)
+    assert docs == site / "docs.html"
+    return site
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +204,8 @@ def shot(page, tmp_path: Path, name: str, *, full_page: bool = False) -> Path:  
 # --------------------------------------------------------------------------- files and numbers
 
 
-def test_report_files_are_written(site: Path, expected: dict[str, object]) -> None:
+def test_report_files_are_written(docs_site: Path, expected: dict[str, object]) -> None:
+    site = docs_site
     snapshot_id = str(expected["snapshot_id"])
     day = f"{expected['last_update']:%Y-%m-%d}"
     dated = site / day / f"{snapshot_id}.html"
@@ -803,7 +811,8 @@ def test_reports_for_other_coins_never_overwrite(
 
 
 @pytest.mark.browser
-def test_docs_site_works_offline(site: Path, browser, tmp_path: Path) -> None:
+def test_docs_site_works_offline(docs_site: Path, browser, tmp_path: Path) -> None:
+    site = docs_site
     context, recorder = browser
     with running_site(site) as url:
         page = context.new_page()
