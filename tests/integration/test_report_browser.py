@@ -30,7 +30,13 @@ import duckdb
 import pytest
 
 from flows.analyst import build_docs, data, payload, running_site, write_report
-from flows.analyst.data import ReportDataError, connect, load_history, load_history_grid
+from flows.analyst.data import (
+    BUCKETS_MINUTES,
+    ReportDataError,
+    connect,
+    load_history,
+    load_history_grid,
+)
 from flows.analyst.scale import LADDER_ORDER, bias_colour, size_weight, weighted
 from flows.settings import WINDOWS, Settings, get_settings
 
@@ -328,8 +334,12 @@ def test_history_grid_closes_are_the_marts(settings: Settings, expected: dict[st
             max_points=180,
             market=False,
         )
-    assert grid.bucket_minutes == 60
+    # The narrowest bucket within the budget: 30 minutes over two days, hourly over a week.
+    assert grid.bucket_minutes in BUCKETS_MINUTES
     assert grid.points <= 180
+    if grid.bucket_minutes > BUCKETS_MINUTES[0]:
+        narrower = BUCKETS_MINUTES[BUCKETS_MINUTES.index(grid.bucket_minutes) - 1]
+        assert (grid.last_at - grid.first_at).total_seconds() / 60 / narrower > 180
     checked = 0
     for key, closes in grid.closes.items():
         for point, pp in closes:
@@ -585,7 +595,15 @@ def assert_sticky(page, shots: Path, label: str) -> None:
     box.evaluate("b => { b.scrollLeft = 600; }")
     page.wait_for_timeout(200)  # the headings follow on the next animation frame
     bar = page.locator("#controls").bounding_box()
-    head = page.locator('#bias-board th.cohort[data-cohort="12"]').bounding_box()
+    # A cohort heading in view after the sideways scroll: right of the sticky coin column.
+    cohort = page.evaluate(
+        "() => { const left = document.querySelector('#bias-board th.corner')"
+        ".getBoundingClientRect().right;"
+        " const th = [...document.querySelectorAll('#bias-board th.cohort')].find(t => {"
+        " const r = t.getBoundingClientRect(); return r.left > left && r.right < innerWidth; });"
+        " return th.dataset.cohort; }"
+    )
+    head = page.locator(f'#bias-board th.cohort[data-cohort="{cohort}"]').bounding_box()
     row = page.locator("#bias-board tbody tr").nth(20).bounding_box()
     assert bar is not None
     assert head is not None
@@ -598,7 +616,7 @@ def assert_sticky(page, shots: Path, label: str) -> None:
         "return e && e.closest('th') ? e.closest('th').dataset.cohort : null; }",
         [head["x"] + head["width"] / 2, head["y"] + head["height"] / 2],
     )
-    assert hit == "12"  # on top, not under the rows
+    assert hit == cohort  # on top, not under the rows
     scroll = box.bounding_box()
     coin_cell = page.locator("#bias-board th.coin").nth(22).bounding_box()
     assert scroll is not None
