@@ -146,3 +146,10 @@ def test_items_beyond_the_estimate_are_charged() -> None:
         fetched = client.candles("BTC", "1h", 0, 3_600_000)  # expects 2 candles: weight 21
     assert fetched.weight == 20 + 3
     assert limiter.spent == 23
+
+
+def test_the_info_url_is_checked_and_named_by_its_variable() -> None:
+    assert settings(hyperliquid_url="http://127.0.0.1:9/").hyperliquid_url == "http://127.0.0.1:9"
+    assert Settings().hyperliquid_url == "https://api.hyperliquid.xyz"
+    with pytest.raises(ValueError, match=r"HT_HYPERLIQUID_URL='api\.hyperliquid\.xyz' is not an"):
+        settings(hyperliquid_url="api.hyperliquid.xyz")
