@@ -81,10 +81,11 @@ class Settings(BaseSettings):
         "is captured between archiving a snapshot and landing it, so it must not wait long.",
     )
     price_history_weight_per_run: int = Field(
-        2400,
+        900,
         ge=0,
-        description="Weight one run may spend on candles and funding history (0 = none). A "
-        "first backfill (~550 a coin) spreads over several runs; an hour of 30 coins is ~1300.",
+        description="Weight one run may spend on candles and funding history (0 = none). With "
+        "the market's ~100 it fits in one minute's budget, so a run never waits for the limit; "
+        "a first backfill (~550 a coin) spreads over runs, an hour of 30 coins is ~1300.",
     )
 
     # --- the plan's quota -----------------------------------------------------------------
