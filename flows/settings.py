@@ -26,6 +26,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Window = Literal["24h", "7d", "30d", "all"]
 WINDOWS: tuple[Window, ...] = ("24h", "7d", "30d", "all")
+SignalType = Literal["flip", "extreme", "divergence"]
+SIGNAL_TYPES: tuple[SignalType, ...] = ("flip", "extreme", "divergence")
+# Settings whose values are secrets: an error never shows what was given.
+SECRET_FIELDS = ("api_token", "alert_webhook_url", "alert_apprise_urls")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_URL = "https://ht-api.coinmarketman.com/api/external"
 DEFAULT_HYPERLIQUID_URL = "https://api.hyperliquid.xyz"
@@ -135,6 +139,34 @@ class Settings(BaseSettings):
         90, ge=1, description="Days of dated reports kept (one report per day, its close)."
     )
 
+    # --- alerts: new signal events after each publish (flows/alerts/) -------------------
+    alert_webhook_url: SecretStr | None = Field(
+        None,
+        description="A URL that receives every new signal event as JSON (POST). A secret: "
+        "never logged or stored (URLs often carry a token).",
+    )
+    alert_apprise_urls: SecretStr | None = Field(
+        None,
+        description="Apprise URLs for chat and email (tgram://, discord://, mailto://, ...), "
+        "comma- or space-separated; each is a channel. Secrets, as the webhook's.",
+    )
+    alert_max_per_run: int = Field(
+        10,
+        ge=1,
+        description="Messages a channel gets in one run at most: when more events are new, "
+        "they go as one digest instead.",
+    )
+    alert_max_age_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Events older than this (before the newest snapshot) are never sent: a "
+        "first run, a new channel or a long outage does not replay the history.",
+    )
+    alert_types: Annotated[tuple[SignalType, ...], NoDecode] = Field(
+        SIGNAL_TYPES, description="Signal types that are alerted (comma-separated)."
+    )
+    alert_timeout_s: float = Field(10.0, gt=0, description="Seconds one delivery may take.")
+
     @field_validator("windows", mode="before")
     @classmethod
     def _split_windows(cls, value: object) -> object:
@@ -191,6 +223,38 @@ class Settings(BaseSettings):
                 f"minute hour day month weekday, in UTC (for example {name}='*/15 * * * *')"
             )
         return value.strip()
+
+    @field_validator("alert_types", mode="before")
+    @classmethod
+    def _split_alert_types(cls, value: object) -> object:
+        # "flip,divergence" as well as a JSON list; an empty value alerts nothing.
+        listed = value.split(",") if isinstance(value, str) and "[" not in value else value
+        unknown = [t for t in listed if str(t).strip() not in SIGNAL_TYPES and str(t).strip()]
+        if unknown and isinstance(listed, list | tuple):
+            raise ValueError(
+                f"HT_ALERT_TYPES holds {', '.join(repr(t) for t in unknown)}: give a "
+                f"comma-separated list of {', '.join(SIGNAL_TYPES)}"
+            )
+        if isinstance(listed, list) and listed is not value:
+            return tuple(str(t).strip() for t in listed if str(t).strip())
+        return value
+
+    @field_validator("alert_webhook_url", "alert_apprise_urls", mode="before")
+    @classmethod
+    def _clean_alert_secret(cls, value: object, info: ValidationInfo) -> object:
+        # Secrets, like the token: whitespace around dropped, empty = none, and a message
+        # that never shows the value.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            return value
+        text = text.strip()
+        one_url = text.startswith(("http://", "https://")) and len(text.split()) == 1
+        if info.field_name == "alert_webhook_url" and text and not one_url:
+            raise ValueError(
+                "HT_ALERT_WEBHOOK_URL is not one http(s) URL: set it to the URL alone "
+                "(its value is not shown here: it is a secret)"
+            )
+        return text or None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -300,7 +364,7 @@ def _describe(error: dict) -> str:
     if message.startswith("HT_") or not field:
         return message
     name = f"HT_{field.split('.')[0].upper()}"
-    if field.startswith("api_token"):
+    if field.startswith(SECRET_FIELDS):
         return f"{name}: {message}"
     return f"{name}={error.get('input')!r}: {message[:1].lower()}{message[1:]}"
 
