@@ -240,6 +240,48 @@ def query(
         )
 
 
+@app.command()
+def signals(
+    signal_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", "-t", help="flip, extreme or divergence (repeat for several)."),
+    ] = None,
+    coin: Annotated[str | None, typer.Option(help="One coin (case-sensitive).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="From a day (2026-11-30), a UTC time (2026-11-30T12:00) or an age "
+            "before the newest event (6h, 2d)."
+        ),
+    ] = None,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="table for people; csv or json for scripts.")
+    ] = Format.table,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Rows to print at most (default: 50 for a table, all for csv/json)."),
+    ] = None,
+    data_dir: DataDir = None,
+    debug: Debug = False,
+) -> None:
+    """Signal events (flips, extremes, divergences), newest first, from analytics.duckdb."""
+    with _command("signals", data_dir, debug):
+        from flows.alerts.query import SignalsQueryError, signals_sql
+        from flows.ops import ConfigError, load_settings, print_query
+
+        try:
+            sql = signals_sql(types=signal_type or [], coin=coin, since=since)
+        except SignalsQueryError as exc:
+            raise ConfigError(str(exc)) from None
+        print_query(
+            load_settings(),
+            sql,
+            limit=limit if limit is not None else (50 if format is Format.table else None),
+            fmt=format.value,
+            console=console,
+        )
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
