@@ -14,14 +14,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 
+from flows.hypertracker.client import StateStatus
 from flows.prefect_api import die_with_parent, prefect_api, quiet_prefect_tracebacks
 from flows.settings import Settings, get_settings
+from flows.state_watch import StateWatch
 
 DEPLOYMENT_NAME = "scheduled"
 
@@ -73,6 +76,8 @@ def build_report_deployment(settings: Settings | None = None):  # -> RunnerDeplo
 # How long `serve` gives its worker to stop after SIGINT or SIGTERM before killing it: a run
 # in flight is abandoned at that point (the next run completes what it began).
 SERVE_STOP_S = 8.0
+# How often serve's runner looks for runs to start (Prefect's default: 10 s).
+RUNNER_POLL_S = 2
 
 
 def serve_forever(*, console: Console, debug: bool = False) -> int:
@@ -130,6 +135,7 @@ def serve_worker() -> None:
     a ``prefect server start`` of your own), that server is used.
     """
     from prefect import serve
+    from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY, temporary_settings
 
     console = Console()
     settings = get_settings()
@@ -140,7 +146,12 @@ def serve_worker() -> None:
     )
     if not os.environ.get("HT_DEBUG"):
         quiet_prefect_tracebacks()
-    with prefect_api(settings, services=True, console=console) as url:
+    with (
+        prefect_api(settings, services=True, console=console) as url,
+        # The runner looks for runs to start every 10 s by default: a run the state watch
+        # starts should not wait that long.
+        temporary_settings(updates={PREFECT_RUNNER_POLL_FREQUENCY: RUNNER_POLL_S}),
+    ):
         skipped = skip_late_runs()
         if skipped:
             console.print(
@@ -148,12 +159,37 @@ def serve_worker() -> None:
                 "first run catches up on everything)"
             )
         report_when = f"cron '{settings.report_cron}'"
+        watch = "; runs also start as soon as a new state is out (HT_POLL)" if settings.poll else ""
         console.print(
-            f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when} and "
+            f"serving [bold]hypertracker-elt/{DEPLOYMENT_NAME}[/] on {when}{watch}, and "
             f"[bold]hypertracker-report/{DEPLOYMENT_NAME}[/] on {report_when}; "
             f"data in {settings.data_dir}; Prefect API {url}. Ctrl-C stops."
         )
-        serve(build_deployment(settings), build_report_deployment(settings))
+        stop = threading.Event()
+        if settings.poll:
+            state_watch = StateWatch(settings, start_run=start_elt_run)
+            threading.Thread(
+                target=state_watch.run, args=(stop,), name="state-watch", daemon=True
+            ).start()
+        try:
+            serve(build_deployment(settings), build_report_deployment(settings))
+        finally:
+            stop.set()
+
+
+def start_elt_run(status: StateStatus) -> None:
+    """A run of the scheduled ELT deployment, now, for the state the watch saw."""
+    from prefect.deployments import run_deployment
+
+    from flows.pipeline import elt_flow
+
+    run_deployment(
+        f"{elt_flow.name}/{DEPLOYMENT_NAME}",
+        timeout=0,
+        as_subflow=False,
+        flow_run_name=f"state {status.snapshot_id}",
+        tags=["state-watch"],
+    )
 
 
 def skip_late_runs() -> int:

@@ -129,6 +129,21 @@ class Settings(BaseSettings):
     schedule_interval_s: int | None = Field(
         None, ge=1, description="Run every N seconds instead of on the cron (tests, trials)."
     )
+    poll: bool = Field(
+        True,
+        description="`serve` watches HyperTracker's state clock and starts a run as soon as a "
+        "new state is out (the cron stays as the fallback); the quota decides how often.",
+    )
+    poll_interval_s: float = Field(
+        15.0,
+        ge=5,
+        description="Seconds between two state polls at most often (the budget may space them).",
+    )
+    poll_max_interval_s: float = Field(
+        120.0,
+        ge=5,
+        description="Seconds between polls at most, once a state is later than its threshold.",
+    )
     report_cron: str = Field(
         "5 * * * *",
         description="When `serve` draws the heatmap report (UTC): apart from the ELT runs, "
