@@ -58,9 +58,10 @@ class SimulatorControl:
         """Move the clock to the next state's publication time and freeze it."""
         return self._call("POST", "/clock", {"next_state": True})
 
-    def follow_wall_clock(self) -> dict[str, Any]:
-        """Let the clock run with the wall clock again, from where it is."""
-        return self._call("POST", "/clock", {"follow_wall_clock": True})
+    def follow_wall_clock(self, speed: float = 1.0) -> dict[str, Any]:
+        """Let the clock run with the wall clock again, from where it is (``speed`` simulated
+        seconds a second)."""
+        return self._call("POST", "/clock", {"follow_wall_clock": True, "speed": speed})
 
     def inject(self, fault: Fault | Mapping[str, Any]) -> list[dict[str, Any]]:
         """Queue a fault; returns the faults now pending."""

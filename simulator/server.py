@@ -140,6 +140,7 @@ class SimulatedApi:
         self._clock_lock = threading.Lock()
         self._frozen: datetime | None = initial if now is not None else None
         self._anchor = (initial, time.monotonic())
+        self._speed = 1.0
         self._market_lock = threading.Lock()
         self._log: list[_Record] = []
         # A request is recorded after its response is sent; readers of the log wait for the
@@ -242,7 +243,7 @@ class SimulatedApi:
             if self._frozen is not None:
                 return self._frozen
             sim0, mono0 = self._anchor
-            return sim0 + timedelta(seconds=time.monotonic() - mono0)
+            return sim0 + timedelta(seconds=(time.monotonic() - mono0) * self._speed)
 
     def set_time(self, when: datetime) -> datetime:
         """Freeze the clock at ``when`` (naive = UTC)."""
@@ -262,11 +263,13 @@ class SimulatedApi:
             when = self.market.next_state_time(k)
         return self.set_time(when)
 
-    def follow_wall_clock(self) -> None:
-        """Unfreeze: from the current simulated time, run with the wall clock."""
+    def follow_wall_clock(self, speed: float = 1.0) -> None:
+        """Unfreeze: from the current simulated time, run with the wall clock, ``speed``
+        simulated seconds a second (a compressed clock for benchmarks)."""
         current = self.now
         with self._clock_lock:
             self._anchor = (current, time.monotonic())
+            self._speed = speed
             self._frozen = None
 
     @property
@@ -498,7 +501,7 @@ class SimulatedApi:
                 elif data.get("next_state"):
                     self.advance_to_next_state()
                 elif data.get("follow_wall_clock"):
-                    self.follow_wall_clock()
+                    self.follow_wall_clock(float(data.get("speed", 1.0)))
                 else:
                     raise ValueError(
                         "expected now, advance_seconds, next_state or follow_wall_clock"
