@@ -36,7 +36,9 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ["PREFECT_HOME"] = str(home)
-    with prefect_test_harness(server_startup_timeout=60):
+    # On a machine whose cores are held by other work, starting the server can take minutes:
+    # the suite waits for it rather than failing every test that needs it.
+    with prefect_test_harness(server_startup_timeout=600):
         yield
 
 
