@@ -14,8 +14,8 @@
 -- snapshots of the previous lookback_days, the current one excluded. Only snapshots where
 -- the cohort holds at least extreme_min_total_usd count, as history and as events; an
 -- event needs extreme_min_history such snapshots before it. It fires when the cohort
--- enters the extreme (its previous counted snapshot, within the lookback, was not beyond
--- on the same side), not at every snapshot it stays there.
+-- is beyond and was not beyond on the same side in the extreme_cooldown_hours before:
+-- once, not at every snapshot it stays there or comes back to its bound.
 
 {%- set scope = signal_incremental_scope() %}
 {%- set lower_quantile = signal_threshold('extreme_lower_quantile') %}
@@ -23,6 +23,7 @@
 {%- set min_history = signal_threshold('extreme_min_history') | int %}
 {%- set min_total_usd = signal_threshold('extreme_min_total_usd') %}
 {%- set lookback_days = signal_threshold('lookback_days') | int %}
+{%- set cooldown_hours = signal_threshold('extreme_cooldown_hours') | int %}
 
 with
 
@@ -83,21 +84,20 @@ classified as (
 
 ),
 
+-- A new extreme: beyond the bound, and no snapshot of the cohort was beyond on the same
+-- side within the cooldown before (a bias hovering at its bound fires once).
 entered as (
 
     select
         *,
-        case
-            when
-                lag(last_update) over cohort_series
-                >= last_update - interval {{ lookback_days }} day
-                then lag(extreme) over cohort_series
-        end as previous_extreme
+        lag(last_update) over same_side as previous_same_side_at
 
     from classified
 
-    window cohort_series as (
-        partition by "window", coin, segment_id
+    where extreme is not null
+
+    window same_side as (
+        partition by "window", coin, segment_id, extreme
         order by last_update, snapshot_id
     )
 
@@ -121,13 +121,16 @@ final as (
         cast({{ lower_quantile }} as double) as lower_quantile,
         cast({{ upper_quantile }} as double) as upper_quantile,
         cast({{ lookback_days }} as integer) as lookback_days,
+        previous_same_side_at,
         _load_id
 
     from entered
 
     where
-        extreme is not null
-        and extreme is distinct from previous_extreme
+        (
+            previous_same_side_at is null
+            or previous_same_side_at < last_update - interval {{ cooldown_hours }} hour
+        )
         and {{ signal_scope_filter(scope, 'new') }}
 
 )
