@@ -22,6 +22,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import atomic, mart_files, price_history, snapshot
+from flows.alerts.task import deliver_alerts
 from flows.hyperliquid.client import HyperliquidClient
 from flows.hypertracker.client import HyperTrackerClient
 from flows.lake import from_archive
@@ -353,6 +354,8 @@ def elt_flow(force: bool = False) -> RunSummary:
                 summary.dbt, summary.held = build_tested(settings)
             with summary.step("publish"):
                 summary.publish = publish_task(settings)
+            # Alerts (issue 16): new signal events to the configured channels; never fails.
+            deliver_alerts(settings)
             summary.outcome = "published"
             freshness(settings)
             summary.moves = largest_bias_moves(settings.analytics_db_path)
