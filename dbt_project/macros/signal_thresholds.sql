@@ -42,7 +42,7 @@
     are computed again, from the facts since `scan_from` (that snapshot's day less the
     lookback, so that every percentile and previous side the events look back on is read; or,
     with `snapshots_back`, the day of that many snapshots before it: enough for a run of
-    consecutive snapshots). Returns none for a full build (the first, a full refresh, a unit
+    consecutive snapshots; 0: the cutoff's own day). Returns none for a full build (the first, a full refresh, a unit
     test, a parse), and {'cutoff_id': none} when nothing is unpublished: only the pre-hook's
     tidy-up runs.
 
@@ -67,7 +67,9 @@
     {%- if row[0] is none -%}
         {{ return({'cutoff_id': none, 'scan_from': none}) }}
     {%- endif -%}
-    {%- if snapshots_back is not none -%}
+    {%- if snapshots_back == 0 -%}
+        {{ return({'cutoff_id': row[0], 'scan_from': "date '" ~ row[1] ~ "'"}) }}
+    {%- elif snapshots_back is not none -%}
         {#- Enough to see the `snapshots_back` snapshots before the cutoff (by their day). -#}
         {%- set back = run_query(
             "select cast(snapshot_date as varchar) from " ~ source('hypertracker', 'loads')

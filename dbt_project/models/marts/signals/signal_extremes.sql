@@ -40,7 +40,7 @@ cohort_snapshots as (
         bias,
         _load_id
 
-    from {{ ref('fct_cohort_snapshots') }}
+    from {{ ref('int_signal_cohort_series') }}
 
     where
         total_usd >= {{ min_total_usd }}

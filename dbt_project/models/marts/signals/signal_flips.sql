@@ -37,7 +37,7 @@ cohort_snapshots as (
         bias,
         _load_id
 
-    from {{ ref('fct_cohort_snapshots') }}
+    from {{ ref('int_signal_cohort_series') }}
 
     where {{ signal_scope_filter(scope, 'scan') }}
 
