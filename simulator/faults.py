@@ -51,7 +51,12 @@ DRIFT_KINDS: Final = frozenset(
 )
 INFO_DRIFT_KINDS: Final = frozenset({"bad_decimal"})
 KINDS: Final = TRANSPORT_KINDS | DRIFT_KINDS | INFO_DRIFT_KINDS
-PATHS: Final = ("heatmap", "segments", "status", "any", "info")
+# position_metrics, segment_metrics_export and export_file (the pre-signed file an export
+# redirects to) are the history endpoints (simulator/history.py).
+PATHS: Final = (
+    *("heatmap", "segments", "status", "any", "info"),
+    *("position_metrics", "segment_metrics_export", "export_file"),
+)
 INFO_TYPES: Final = ("metaAndAssetCtxs", "candleSnapshot", "fundingHistory")
 WINDOWS: Final = ("24h", "7d", "30d", "all")
 SERVER_ERROR_STATUSES: Final = (500, 502, 503, 504)

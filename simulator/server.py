@@ -10,6 +10,8 @@ Production code talks to it exactly as to the real API (``base_url`` + Bearer to
 - ``POST /info``: Hyperliquid's public info API (``metaAndAssetCtxs``, ``candleSnapshot``,
   ``fundingHistory``; :mod:`.info`), from the same market, at ``info_url``. It takes no
   token; the request log says whether a request carried the HyperTracker token anyway.
+- the history endpoints (``/position-metrics/...``, ``/exports/coins/...``) and the
+  pre-signed files the exports redirect to (:mod:`.history`).
 
 A missing or wrong token gets 401 (HyperTracker's endpoints). Every answer's ``Date``
 header is the simulated clock, as a real server's is its own. Responses carry
@@ -51,6 +53,7 @@ from simulator.faults import (
     rate_limit_body,
     server_error_body,
 )
+from simulator.history import HistoryApi, route
 from simulator.info import BadInfoRequest, answer
 from simulator.market import DEFAULT_START, HISTORY_DAYS, WINDOWS, Market, iso_ms
 
@@ -148,6 +151,7 @@ class SimulatedApi:
         self._log_lock = threading.Condition()
         self._in_flight = 0
         self._segments_body = orjson.dumps(Market.segments())
+        self.history = HistoryApi(self)  # position-metrics, exports, pre-signed files
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -358,6 +362,9 @@ class SimulatedApi:
                 self._log_lock.notify_all()
 
     def _handle_api(self, h: _Handler, method: str, path: str, query: dict[str, str]) -> None:
+        if (history := route(path, API_PREFIX)) is not None:
+            self.history.handle(h, method, path, query, *history)
+            return
         endpoint = ENDPOINTS.get(path.rstrip("/"))
         if endpoint == "info":
             self._handle_info(h, method, path)

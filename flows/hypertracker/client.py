@@ -93,6 +93,9 @@ class Fetched:
     fetched_at: datetime
     elapsed_s: float
     attempts: int = 1
+    # A redirect asked for with ``follow_redirects=False``: where it points (a pre-signed
+    # URL, whose signature is a credential: kept out of the repr).
+    location: str | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -299,11 +302,14 @@ class HyperTrackerClient:
         *,
         params: Mapping[str, str] | None = None,
         window: str | None = None,
+        follow_redirects: bool = True,
     ) -> Fetched:
         """GET ``path`` (relative to the base URL) with pacing and retries.
 
-        Returns the 2xx response verbatim. Raises AuthError (401/403), RequestFailed (other
-        4xx, or retries exhausted), QuotaExhausted (429 beyond the wait budget).
+        Returns the 2xx response verbatim; with ``follow_redirects=False``, a redirect too
+        (``Fetched.location`` says where to: the caller follows it without the token).
+        Raises AuthError (401/403), RequestFailed (other 4xx, or retries exhausted),
+        QuotaExhausted (429 beyond the wait budget).
         """
         url = str(self._http.build_request("GET", path, params=params).url)
         s = self.settings
@@ -322,7 +328,7 @@ class HyperTrackerClient:
                     self._on_request()
             status, retry_after, excerpt = None, None, ""
             try:
-                response = self._http.get(path, params=params)
+                response = self._http.get(path, params=params, follow_redirects=follow_redirects)
             except RETRY_EXCEPTIONS as exc:
                 reason = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
             except httpx.HTTPError as exc:
@@ -344,7 +350,8 @@ class HyperTrackerClient:
                 ) from None
             else:
                 status = response.status_code
-                if 200 <= status < 300:
+                redirect = not follow_redirects and response.is_redirect
+                if 200 <= status < 300 or redirect:
                     return Fetched(
                         endpoint=endpoint,
                         window=window,
@@ -354,6 +361,7 @@ class HyperTrackerClient:
                         fetched_at=datetime.now(UTC),
                         elapsed_s=self._clock() - started,
                         attempts=attempt,
+                        location=response.headers.get("Location") if redirect else None,
                     )
                 reason = f"HTTP {status} {response.reason_phrase}".rstrip()
                 excerpt = self._scrub(response.text[:BODY_EXCERPT_CHARS])

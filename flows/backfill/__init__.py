@@ -1,0 +1,1 @@
+"""Backfill: HyperTracker's history endpoints turned into heatmap states (issue 15)."""
