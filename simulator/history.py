@@ -264,8 +264,8 @@ class HistoryApi:
         with self.api._market_lock:
             first = max(HISTORY_START[window], m.start)
             latest = m.state_index_at(max(now, m.start))
-            noon = now.replace(hour=12 if now.hour >= 12 else 0, minute=0, second=0, microsecond=0)
-            moments = [noon - i * EXPORT_SPACING for i in range(2 * EXPORT_DAYS)]
+            boundary = now.replace(hour=now.hour // 12 * 12, minute=0, second=0, microsecond=0)
+            moments = [boundary - i * EXPORT_SPACING for i in range(2 * EXPORT_DAYS)]
             states = sorted({m.state_index_at(t) for t in moments if t >= first} | {latest})
             data = []
             for seg in SEGMENT_IDS:

@@ -141,3 +141,13 @@ def test_unknown_coin_fails_at_once_without_the_token(
         next(history.position_metrics_pages("NOPE", 1, "all", START))
     assert caught.value.status == 404
     assert TOKEN not in str(caught.value)
+
+
+def test_a_page_cut_short_is_fetched_again(
+    api: SimulatedApi, counted: tuple[HistoryClient, list[int]]
+) -> None:
+    history, _ = counted
+    api.inject(Fault(kind="truncate", path="position_metrics"))
+    (page,) = history.position_metrics_pages("BTC", 2, "all", NOW - timedelta(hours=1))
+    assert page.fetched.attempts == 2
+    assert parse_position_metrics(page.fetched, coin="BTC", segment_id=2, window="all").rows
