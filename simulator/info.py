@@ -172,7 +172,7 @@ def _market_now(market: Market, k: int, now_ms: int) -> tuple[Any, ...]:
     if cached is not None and cached[0] == key:
         return cached[1]
     prices = market.prices
-    h_now = now_ms // HOUR_MS
+    h_now = prices.hour_of(now_ms)
     day = prices.hourly(h_now - 23, h_now + 1, now_ms)
     values = (
         prices.marks_at(now_ms),
@@ -213,10 +213,10 @@ def _candle_rows(
     market: Market, i: int, start_ms: int, end_ms: int, now_ms: int
 ) -> list[dict[str, Any]]:
     prices = market.prices
-    last_h = now_ms // HOUR_MS
-    first_h = max(last_h - MAX_CANDLES + 1, -(-int(prices.begin_ms[i]) // HOUR_MS))
-    stop = min(end_ms // HOUR_MS, last_h, (int(market._delist_ms[i]) - 1) // HOUR_MS)
-    h0 = max(first_h, start_ms // HOUR_MS)
+    last_h = prices.hour_of(now_ms)
+    first_h = max(last_h - MAX_CANDLES + 1, prices.hour_of(int(prices.begin_ms[i]) - 1) + 1)
+    stop = min(prices.hour_of(end_ms), last_h, prices.hour_of(int(market._delist_ms[i]) - 1))
+    h0 = max(first_h, prices.hour_of(start_ms))
     if stop < h0:
         return []
     c = market.prices.hourly(h0, stop + 1, now_ms)
@@ -227,7 +227,7 @@ def _candle_rows(
     for j in range(stop + 1 - h0):
         if c.grid_points[i, j] == 0:
             continue
-        t = (h0 + j) * HOUR_MS + epoch
+        t = prices.hour_start(h0 + j) + epoch
         rows.append(
             {
                 "t": t,
@@ -257,7 +257,7 @@ def funding_history(
     prices = market.prices
     begin = max(int(prices.begin_ms[i]), start_ms - HOUR_MS)
     stop = min(end_ms, int(market._delist_ms[i]))
-    h0, h1 = begin // HOUR_MS, stop // HOUR_MS + 1
+    h0, h1 = prices.hour_of(begin), prices.hour_of(stop) + 1
     if h1 <= h0:
         return []
     rows: list[dict[str, Any]] = []

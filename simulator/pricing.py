@@ -90,11 +90,22 @@ class MarketPrices:
         # A coin's prices begin at its listing, or history_days before the market's start.
         self.begin_ms = np.maximum(market._list_ms, -history_ms)
         self._hour_cache: dict[int, Candles] = {}
+        # Hours and grid points are UTC's, whenever the market starts: the grid is counted
+        # from the hour the start falls in, ``shift`` ms before it.
+        self.shift = int(market.start.timestamp() * 1000) % HOUR_MS
+
+    def hour_of(self, t_ms: int) -> int:
+        """The UTC hour (its index; 0 holds the market's start) of ``t_ms`` since the start."""
+        return (t_ms + self.shift) // HOUR_MS
+
+    def hour_start(self, h: int) -> int:
+        """When hour ``h`` begins, in ms since the market's start."""
+        return h * HOUR_MS - self.shift
 
     # --- the grid ------------------------------------------------------------------------
     def _mood(self, g: np.ndarray) -> np.ndarray:
         """The crowd mood in force at grid points ``g`` (coins x points)."""
-        states = self.market.states_at_ms(np.asarray(g) * STEP_MS)
+        states = self.market.states_at_ms(np.asarray(g) * STEP_MS - self.shift)
         return self.market.sentiment(np.maximum(states, 0))
 
     def prices(self, g0: int, g1: int) -> np.ndarray:
@@ -105,7 +116,7 @@ class MarketPrices:
 
     def marks_at(self, t_ms: int) -> np.ndarray:
         """Every coin's mark at ``t_ms`` (the grid price at or before it)."""
-        g = t_ms // STEP_MS
+        g = (t_ms + self.shift) // STEP_MS
         return self.prices(g, g + 1)[:, 0]
 
     # --- candles -------------------------------------------------------------------------
@@ -122,7 +133,7 @@ class MarketPrices:
         while h < h1:
             b = h // BLOCK_HOURS
             end = min(h1, (b + 1) * BLOCK_HOURS)
-            if (b + 1) * BLOCK_HOURS * HOUR_MS <= final_ms:
+            if self.hour_start((b + 1) * BLOCK_HOURS) <= final_ms:
                 if b not in self._hour_cache:
                     self._hour_cache[b] = self._hours(
                         b * BLOCK_HOURS, (b + 1) * BLOCK_HOURS, now_ms
@@ -140,7 +151,7 @@ class MarketPrices:
         """Candles of hours ``h0 .. h1 - 1`` from the grid, up to ``now_ms``."""
         n_hours = h1 - h0
         g0 = h0 * STEPS_PER_HOUR
-        known = min(h1 * STEPS_PER_HOUR, now_ms // STEP_MS + 1)
+        known = min(h1 * STEPS_PER_HOUR, (now_ms + self.shift) // STEP_MS + 1)
         px = np.full((self.walk.n, n_hours * STEPS_PER_HOUR), np.nan)
         if known > g0:
             px[:, : known - g0] = self.prices(g0, known)
@@ -172,7 +183,7 @@ class MarketPrices:
         """Rates paid at the ends of hours ``h0 .. h1 - 1`` (at ``(h + 1) * 1h`` plus a few
         ms) and their times in ms: both (coins, hours)."""
         _, z, offset = self.walk.hourly_noise(h0, h1)
-        paid_ms = (np.arange(h0, h1) + 1) * HOUR_MS
+        paid_ms = (np.arange(h0, h1) + 1) * HOUR_MS - self.shift
         mood = self.market.sentiment(np.maximum(self.market.states_at_ms(paid_ms), 0))
         rate = INTEREST_HOURLY + self.funding_lean[:, None] * np.tanh(mood) + 1.5e-5 * z
         return np.round(rate, 8), paid_ms[None, :] + offset

@@ -183,3 +183,19 @@ def test_info_faults_target_a_type_and_a_dex_and_never_hypertracker(api: Simulat
     assert post(api, META).status_code == 200  # "any" is any HyperTracker endpoint
     api.clear_faults()
     assert anywhere.fired == 0
+
+
+def test_candles_and_funding_keep_to_utc_hours_whenever_the_market_starts() -> None:
+    odd = datetime(2026, 11, 1, 5, 18, 39, 966000, tzinfo=UTC)
+    market = Market(seed=3, start=odd, history_days=1)
+    now = odd + timedelta(hours=30, minutes=7)
+    req = {"coin": "BTC", "interval": "1h", "startTime": 0, "endTime": epoch_ms(now)}
+    candles = ask(market, {"type": "candleSnapshot", "req": req}, now)
+    assert candles
+    assert all(c["t"] % HOUR == 0 and c["T"] == c["t"] + HOUR - 1 for c in candles)
+    assert candles[-1]["t"] <= epoch_ms(now) <= candles[-1]["T"]
+    funding = ask(market, {"type": "fundingHistory", "coin": "BTC", "startTime": 0}, now)
+    assert funding
+    assert all(r["time"] % HOUR < 100 for r in funding)  # on the hour, plus a few ms
+    mark = contexts(market, "", now)["BTC"]["mark_px"]
+    assert float(candles[-1]["l"]) <= mark <= float(candles[-1]["h"])
