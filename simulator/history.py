@@ -117,8 +117,8 @@ class HistoryApi:
         self._files: dict[str, _File] = {}
         self._files_lock = threading.Lock()
         # coin index -> state -> (window, segment, [count long, count short, value long,
-        # value short]): one coin's rows per state, so 64 requests for a coin emit each
-        # state once.
+        # value short, mark]): one coin's rows per state, so the 64 requests of a coin emit
+        # each state once.
         self._rows: OrderedDict[int, dict[int, np.ndarray]] = OrderedDict()
         self._coin_index: dict[str, int] | None = None
 
@@ -133,7 +133,8 @@ class HistoryApi:
         endpoint: str,
         params: dict[str, str],
     ) -> None:
-        from simulator.server import TEXT, UNAUTHORIZED, _send
+        # Imported here: simulator.server imports this module.
+        from simulator.server import TEXT, UNAUTHORIZED, _send, _send_truncated
 
         api = self.api
         seen = api._token in h.path.encode() or any(
@@ -164,8 +165,6 @@ class HistoryApi:
         if kind == "malformed_json" and status == 200:
             body = body[: max(1, len(body) // 2)]
         if kind == "truncate" and status == 200:
-            from simulator.server import _send_truncated
-
             _send_truncated(h, body)
         else:
             _send(h, status, body, content_type, headers)
