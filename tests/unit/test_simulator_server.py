@@ -375,4 +375,10 @@ def test_command_line_serves_until_interrupted() -> None:
         assert status.json()["lastUpdate"].startswith("2026-11-03T1")
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 0  # a busy machine may take a while to stop it
+        try:
+            code = proc.wait(timeout=120)  # a busy machine may take a while to stop it
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave it running, whatever the test's outcome
+            proc.wait()
+            raise
+    assert code == 0
