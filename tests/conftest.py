@@ -100,7 +100,10 @@ def demo_warehouse(
 
     data_dir = tmp_path_factory.mktemp("demo") / "data"
     saved = {k: v for k, v in os.environ.items() if k.startswith("HT_")}
-    build_demo_warehouse(days=2, seed=5, data_dir=data_dir, console=Console(quiet=True))
+    # Seed 7 (the demo's own) lists or delists a coin inside these two days at any time of
+    # day the suite runs (the market starts three days before now): the README's listings
+    # question has something to answer. Seed 5 did so for 5 hours in 12 only.
+    build_demo_warehouse(days=2, seed=7, data_dir=data_dir, console=Console(quiet=True))
     yield data_dir
     for key in [k for k in os.environ if k.startswith("HT_")]:
         del os.environ[key]
