@@ -98,7 +98,9 @@ def child(cmd_fd: int, res_fd: int) -> None:
 
     token = secrets.token_urlsafe(24)
     api = SimulatedApi(seed=SEED, token=token, start=MARKET_START).start()
-    os.environ.update({"HT_BASE_URL": api.base_url, "HT_API_TOKEN": token})
+    os.environ.update(
+        {"HT_BASE_URL": api.base_url, "HT_API_TOKEN": token, "HT_HYPERLIQUID_URL": api.info_url}
+    )
     t = time.perf_counter()
     from flows.pipeline import elt_flow
 

@@ -376,7 +376,9 @@ def simulate(
                 soft_wrap=True,
             )
             console.print(
-                f"try: HT_BASE_URL={api.base_url} HT_API_TOKEN=<token> make run", soft_wrap=True
+                f"try: HT_BASE_URL={api.base_url} HT_HYPERLIQUID_URL={api.info_url} "
+                "HT_API_TOKEN=<token> make run",
+                soft_wrap=True,
             )
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
