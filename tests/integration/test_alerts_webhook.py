@@ -127,6 +127,9 @@ def test_each_event_reaches_the_webhook_once_failures_retry_and_the_secret_stays
     tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # httpx's request lines too: they name the URL
+    # flows/hypertracker/client.py quiets httpx when it is imported (by an earlier test or
+    # not): its lines are wanted here, whatever ran before.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     data_dir = tmp_path / "data"
     settings = get_settings(data_dir=data_dir, alert_webhook_url=receiver.url)
     con = connect(settings.build_db_path)
