@@ -752,3 +752,37 @@ def load_flow_price(
         (d, w, c, int(s)): FlowPrice(change, flow, price)
         for d, w, c, s, change, flow, price in rows
     }
+
+
+SIGNALS = "signal_events"
+SIGNAL_COLUMNS = {"snapshot_at", "signal_type", "window", "coin", "subject_name", "direction",
+                  "headline"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SignalRow:
+    """One recent signal event, as the report lists it."""
+
+    at: dt.datetime
+    signal_type: str
+    window: str
+    coin: str
+    subject: str
+    direction: str
+    headline: str
+
+
+def load_signals(
+    con: duckdb.DuckDBPyConnection, *, until: dt.datetime, limit: int
+) -> list[SignalRow]:
+    """The newest signal events at or before ``until`` (the report's snapshot), newest first:
+    a dated report lists what was known at its snapshot, never a later event."""
+    rows = con.execute(
+        f"""select snapshot_at, signal_type, "window", coin, subject_name, direction, headline
+        from marts.{SIGNALS}
+        where snapshot_at <= ?
+        order by snapshot_at desc, signal_type, coin, "window", subject_name
+        limit ?""",
+        [until.replace(tzinfo=None), limit],
+    ).fetchall()
+    return [SignalRow(*row) for row in rows]

@@ -51,6 +51,8 @@ PNG_KINDS = frozenset({"board", "history", "day-over-day"})
 TITLE = "Hyperliquid cohort positioning"
 
 TEMPLATES = Path(__file__).with_name("templates")
+# The newest signal events the page lists (`ht signals` and signal_events have them all).
+SIGNALS_LISTED = 25
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     autoescape=True,
@@ -110,6 +112,7 @@ class PageView:
     data_json: Markup  # payload.to_json: no "<" in it, safe in a data block
     png_links: list[LinkView]
     docs_href: str
+    signals: list[data.SignalRow] | None = None  # None: the warehouse has no signal marts
 
 
 def _page(view: PageView) -> bytes:
@@ -212,6 +215,11 @@ def render_report(
                 **({} if has_flow else {"flow": payload.FLOW_NOTE}),
             },
         )
+        signals = (
+            data.load_signals(con, until=as_of, limit=SIGNALS_LISTED)
+            if data.has_relation(con, data.SIGNALS, data.SIGNAL_COLUMNS)
+            else None
+        )
         history = data.load_history(con, coin, default_window, until=as_of, days=history_days)
         change = data.load_change_board(con, the_day, default_window, top_n)
         about = con.execute(
@@ -259,6 +267,7 @@ def render_report(
             for kind in pngs
         ],
         docs_href=f"{link_prefix}docs.html",
+        signals=signals,
     )
     page = _page(view)
     timings["html"] = time.perf_counter() - t

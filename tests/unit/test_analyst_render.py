@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from markupsafe import Markup
 
-from flows.analyst import charts, payload, report, server
+from flows.analyst import charts, data, payload, report, server
 from flows.analyst.data import Board, Cell, DayCell, History, HistoryGrid
 from flows.analyst.docs import make_offline
 from flows.analyst.scale import ABSENT_COLOUR, LADDER_ORDER, bias_colour, size_weight, weighted
@@ -86,7 +86,9 @@ def held(coins: list[str] = COINS, coin: str = "BTC") -> payload.Held:
     )
 
 
-def render_page(coins: list[str] = COINS, coin: str = "BTC") -> str:
+def render_page(
+    coins: list[str] = COINS, coin: str = "BTC", signals: list[data.SignalRow] | None = None
+) -> str:
     """A whole page from data in memory, as ``render_report`` builds it."""
     document = payload.to_json(payload.document(held(coins, coin)))
     view = report.PageView(
@@ -103,6 +105,7 @@ def render_page(coins: list[str] = COINS, coin: str = "BTC") -> str:
         data_json=Markup(document),  # noqa: S704
         png_links=[report.LinkView("../2026-11-24/x-board-all.png", "board.png")],
         docs_href="../docs.html",
+        signals=signals,
     )
     return report._page(view).decode()
 
@@ -192,6 +195,20 @@ def test_page_escapes_coin_names() -> None:
     assert document["coins"] == evil
     assert document["coin"] == evil[0]
     assert set(document["history"]["series"]["all"]) == set(evil)
+
+
+def test_the_signals_section_lists_events_escaped_or_says_why_there_are_none() -> None:
+    event = data.SignalRow(
+        at=dt.datetime(2026, 11, 24, 15, 0), signal_type="flip", window="all",
+        coin="<b>x</b>", subject="Smart Money", direction="long",
+        headline="Smart Money flipped long on <b>x</b> (all): bias 0.42 -> 0.61",
+    )  # fmt: skip
+    page = render_page(signals=[event])
+    assert "<b>x</b>" not in page  # coin names come from outside: escaped like all text
+    text = " ".join(" ".join(parse_page(page).text).split())
+    assert "2026-11-24 15:00 flip <b>x</b> all Smart Money long Smart Money flipped long" in text
+    assert "no signal marts yet" in " ".join(parse_page(render_page()).text)
+    assert "No signal has fired yet" in " ".join(parse_page(render_page(signals=[])).text)
 
 
 def test_document_holds_every_day_window_and_coin() -> None:
