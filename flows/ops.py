@@ -229,6 +229,8 @@ def print_status(settings: Settings, *, console: Console) -> None:
                     continue
                 n = con.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0]  # type: ignore[index]
                 table.add_row(f"  marts.{name}", f"{n:,} rows")
+            for label, value in market_status(con):
+                table.add_row(label, value)
         finally:
             con.close()
     else:
@@ -420,6 +422,28 @@ def open_shell(settings: Settings, args: list[str]) -> None:
         )
     sys.stdout.flush()
     os.execv(command[0], command)  # noqa: S606 - our own binary and arguments
+
+
+def market_status(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """Hyperliquid's side: snapshots of the newest day without a price for some coin (a
+    recorded gap), and the newest hourly candle. Nothing when the marts lack them."""
+    try:
+        snapshots, gaps = con.execute(
+            "SELECT count(DISTINCT snapshot_id), "
+            "count(DISTINCT snapshot_id) FILTER (WHERE NOT has_market) "
+            "FROM marts.fct_market_snapshots WHERE snapshot_at > "
+            "(SELECT max(snapshot_at) FROM marts.fct_market_snapshots) - INTERVAL 1 DAY"
+        ).fetchone()  # type: ignore[misc]
+        (newest_candle,) = con.execute(
+            "SELECT max(open_time) FROM marts.fct_price_candles_hourly"
+        ).fetchone()  # type: ignore[misc]
+    except duckdb.Error:
+        return []
+    colour = "yellow" if gaps else "green"
+    return [
+        ("market gaps (newest day)", f"[{colour}]{gaps}[/] of {snapshots} snapshots miss a price"),
+        ("price history up to", f"{newest_candle} UTC" if newest_candle else "[yellow]none yet[/]"),
+    ]
 
 
 def pending_work(settings: Settings) -> list[tuple[str, str]]:

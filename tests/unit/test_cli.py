@@ -357,3 +357,24 @@ def test_a_one_off_command_starts_its_own_server_without_services_when_none_is_s
         ops.run_once(force=False, console=Console(quiet=True))
     assert started == [False]
     assert seen_url == ["http://127.0.0.1:1/api"]
+
+
+def test_status_tells_market_gaps_and_how_far_price_history_reaches() -> None:
+    con = duckdb.connect()
+    assert ops.market_status(con) == []  # a warehouse from before the market marts
+    con.execute("CREATE SCHEMA marts")
+    con.execute(
+        "CREATE TABLE marts.fct_market_snapshots AS SELECT * FROM (VALUES "
+        "('s1', TIMESTAMP '2026-11-30 08:00', 'BTC', true), "
+        "('s2', TIMESTAMP '2026-12-01 09:00', 'BTC', true), "
+        "('s2', TIMESTAMP '2026-12-01 09:00', 'xyz:GOLD', false), "
+        "('s3', TIMESTAMP '2026-12-01 09:30', 'BTC', true)) "
+        "AS t(snapshot_id, snapshot_at, coin, has_market)"
+    )
+    con.execute(
+        "CREATE TABLE marts.fct_price_candles_hourly AS "
+        "SELECT TIMESTAMP '2026-12-01 08:00' AS open_time"
+    )
+    rows = dict(ops.market_status(con))
+    assert "1[/] of 2 snapshots miss a price" in rows["market gaps (newest day)"]
+    assert rows["price history up to"] == "2026-12-01 08:00:00 UTC"
