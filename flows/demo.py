@@ -98,7 +98,11 @@ def build_demo_warehouse(*, days: float, seed: int, data_dir: Path, console: Con
     token = secrets.token_urlsafe(24)
     # The market's history begins a little before the demo's window so that its first
     # state is already a day into the simulation (listings and biases have moved).
-    market_start = datetime.now(UTC) - timedelta(days=days + 1)
+    # On a whole UTC hour: the simulated market's hourly candles and funding times count
+    # from its start, and Hyperliquid's fall on the hour.
+    market_start = (datetime.now(UTC) - timedelta(days=days + 1)).replace(
+        minute=0, second=0, microsecond=0
+    )
     with SimulatedApi(seed=seed, token=token, start=market_start) as api:
         demo_environment(api.base_url, token, data_dir, api.info_url)
         console.rule("[bold]1. simulated HyperTracker API")
