@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -66,16 +67,22 @@ def rename_dir(src: Path, dst: Path) -> None:
     fsync_dir(src.parent)
 
 
-def remove_stale_temporaries(root: Path) -> int:
+def remove_stale_temporaries(root: Path, *, older_than_s: float = 0.0) -> int:
     """Delete temporary files a killed writer left under ``root``; return how many.
 
     Only safe while no writer is at work (the run lock): a live writer's temporary file
-    has the same name pattern.
+    has the same name pattern. ``older_than_s`` spares younger ones, for a folder that a
+    writer outside the run lock also uses (serve's state watch writes the quota ledger).
     """
     removed = 0
+    now = time.time()
     if root.is_dir():
         for path in root.rglob(TMP_PREFIX + "*"):
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
+            try:
+                if not path.is_file() or now - path.stat().st_mtime < older_than_s:
+                    continue
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed

@@ -291,7 +291,7 @@ def catch_up(settings: Settings) -> list[str]:
     removed = sum(
         atomic.remove_stale_temporaries(root)
         for root in (settings.archive_dir, settings.lake_dir, settings.warehouse_dir)
-    )
+    ) + atomic.remove_stale_temporaries(settings.state_dir, older_than_s=60)
     if removed:
         log.warning("removed %d temporary file(s) a stopped run left", removed)
     landed = from_archive.land_missing(settings)

@@ -92,6 +92,10 @@ class Ledger:
         now = datetime.now(UTC)
         self.day, self.month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
         with _exclusive(self.path):
+            # Whoever writes the ledger holds this lock: a temporary file of it now is one a
+            # killed writer left.
+            for stale in self.path.parent.glob(f"{atomic.TMP_PREFIX}{self.path.name}*"):
+                stale.unlink(missing_ok=True)
             on_disk = _read(self.path)
             self.day_count = on_disk.get("day_count", 0) if on_disk.get("day") == self.day else 0
             self.month_count = (
