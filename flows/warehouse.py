@@ -45,6 +45,7 @@ ARROW_TO_DUCKDB = {
     pa.int32(): "INTEGER",
     pa.int16(): "SMALLINT",
     pa.bool_(): "BOOLEAN",
+    pa.list_(pa.string()): "VARCHAR[]",
 }
 
 

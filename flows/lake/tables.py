@@ -154,6 +154,38 @@ FUNDING_RATES = pa.schema(
     ]
 )
 
+# Backfilled states (flows/backfill/): HyperTracker's history endpoints mapped to heatmap
+# rows, in their own tables so the heatmap tables stay a faithful copy of the live archive.
+# `source` says which endpoint: 'position_metrics' or 'segment_metrics_export'. The history
+# endpoints give no coin totals: backfill_coins holds the size ladder's sums, flagged
+# `totals_derived`. The position-metrics extras are NULL for export rows.
+BACKFILL_SOURCE = pa.field("source", pa.string(), nullable=False)
+BACKFILL_COHORTS = pa.schema(
+    [
+        *HEATMAP_COHORTS,
+        BACKFILL_SOURCE,
+        pa.field("total_size", pa.float64(), nullable=True),
+        pa.field("total_long_size", pa.float64(), nullable=True),
+        pa.field("total_funding", pa.float64(), nullable=True),
+        pa.field("total_unrealized_pnl", pa.float64(), nullable=True),
+    ]
+)
+BACKFILL_COINS = pa.schema(
+    [*HEATMAP_COINS, BACKFILL_SOURCE, pa.field("totals_derived", pa.bool_(), nullable=False)]
+)
+# One row per backfilled state and window: the commit mark (written last, as `snapshots`).
+BACKFILL_STATES = pa.schema(
+    [
+        *SNAPSHOT_KEYS,
+        pa.field("first_row_at", TS, nullable=False),
+        BACKFILL_SOURCE,
+        pa.field("coin_count", pa.int32(), nullable=False),
+        pa.field("cohort_rows", pa.int32(), nullable=False),
+        pa.field("unfit_rows", pa.int32(), nullable=False),
+        pa.field("pages_sha256", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
 # The lake's tables by name; the warehouse reads each as a view of the same name (schema lake).
 TABLES: dict[str, pa.Schema] = {
     "snapshots": SNAPSHOTS,
@@ -164,6 +196,9 @@ TABLES: dict[str, pa.Schema] = {
     "market_contexts": MARKET_CONTEXTS,
     "candles": CANDLES,
     "funding_rates": FUNDING_RATES,
+    "backfill_cohorts": BACKFILL_COHORTS,
+    "backfill_coins": BACKFILL_COINS,
+    "backfill_states": BACKFILL_STATES,
 }
 # The three tables written once per snapshot (segments is written once per ladder fetch).
 SNAPSHOT_TABLES = ("snapshots", "heatmap_coins", "heatmap_cohorts")
@@ -171,3 +206,5 @@ SNAPSHOT_TABLES = ("snapshots", "heatmap_coins", "heatmap_cohorts")
 MARKET_TABLES = ("market_fetches", "market_contexts")
 # Written by the incremental price-history fetch, independent of snapshots.
 PRICE_HISTORY_TABLES = ("candles", "funding_rates")
+# Written by landing backfilled states; backfill_states last, the commit mark.
+BACKFILL_TABLES = ("backfill_cohorts", "backfill_coins", "backfill_states")
