@@ -296,6 +296,8 @@ class SnapshotOutcome:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     market: market.MarketOutcome | None = None  # the market landed with it
+    # Seconds of each part (fetch, checks, archive, market, lake): where a run's time goes.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def with_market(
@@ -336,6 +338,15 @@ def take_snapshot(
 ) -> SnapshotOutcome:
     """State -> windows -> validate -> archive -> market -> lake, or "no new state"."""
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+    mark = started
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(now - mark, 3)
+        mark = now
+
     state = client.status()
     snapshot_id = snapshot_id_for(state.last_update)
     if archive.has_snapshot(snapshot_id) and not force:
@@ -353,10 +364,14 @@ def take_snapshot(
             body.elapsed_s,
             body.status,
         )
+    lap("fetch")
     checked = validate(archive, fetched)
+    lap("checks")
     newly_archived = not archive.has_snapshot(fetched.snapshot_id)
     manifest, checked = commit(archive, fetched, checked)
+    lap("archive")
     checked, captured = with_market(info, archive, manifest, checked, newly_archived=newly_archived)
+    lap("market")
     statuses = dict(
         zip(*(checked["market_fetches"].column(c).to_pylist() for c in ("dex", "status")),
             strict=True)
@@ -373,6 +388,7 @@ def take_snapshot(
             f"{captured.body_bytes:,}",
         )
     rows = land(settings.lake_dir, manifest, checked)
+    lap("lake")
     log.info(
         "archived and landed %s: %s coin rows, %s cohort rows",
         manifest.snapshot_id,
@@ -387,4 +403,5 @@ def take_snapshot(
         rows=rows,
         seconds=time.perf_counter() - started,
         market=captured,
+        phases=phases,
     )
