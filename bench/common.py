@@ -53,6 +53,8 @@ class Sizes:
     load_snapshots: int
     load_repeats: int
     workers: int = 2
+    freshness_states: int = 10
+    freshness_speed: float = 120.0  # simulated seconds per wall-clock second
 
     @property
     def history_end(self) -> datetime:
@@ -60,7 +62,10 @@ class Sizes:
 
 
 FULL = Sizes(history_days=30, short_days=1, runs=5, warmups=1, load_snapshots=25, load_repeats=3)
-QUICK = Sizes(history_days=2, short_days=1, runs=2, warmups=1, load_snapshots=5, load_repeats=1)
+QUICK = Sizes(
+    history_days=2, short_days=1, runs=2, warmups=1, load_snapshots=5, load_repeats=1,
+    freshness_states=2,
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- progress
@@ -99,6 +104,8 @@ def child_env(**overrides: str) -> dict[str, str]:
             "PREFECT_LOGGING_LEVEL": "INFO",
             "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
             "HT_DBT_PROJECT_DIR": str(DBT_PROJECT),
+            # No `.env` at all: settings read the project root's wherever the child runs.
+            "HT_ENV_FILE": "",
             # dbt's own console lines (one per node) would drown the progress; its log file
             # under bench/work/dbt_project/logs keeps them.
             "DBT_QUIET": "true",

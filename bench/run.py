@@ -11,6 +11,10 @@ Sections, in order (each prints its progress):
 5. loadpath   100 payloads: our load path (with and without validation, and the rebuild's)
               against DuckDB's own read_json + unnest
 6. peer       dlt on the same 100 payloads (bench/.venv, installed here when missing)
+7. production the scheduled run as production runs it: a fresh ``ht run`` process per
+              state, a Prefect server already up (1-day and 30-day history), each part
+8. freshness  serve's state watch on a compressed simulated clock (Pulse plan's budget),
+              each run a fresh ``ht run``: published_at - lastUpdate, beside the */15 cron
 
 Results: ``bench/results/<YYYY-MM-DD>.md`` and ``.json``. Scratch: ``bench/work/``
 (emptied at the start). ``--quick`` shrinks every size for a smoke run.
@@ -28,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import history, report, storage
+from bench import freshness, history, production, report, storage
 from bench.common import (
     BENCH_DIR,
     DBT_PROJECT,
@@ -51,7 +55,7 @@ from bench.loadpath import VARIANTS, prepare_input
 from bench.machine import describe
 from bench.scheduled import ScheduledWorker
 
-SECTIONS = ("rebuild", "storage", "scheduled", "loadpath", "peer")
+SECTIONS = ("rebuild", "storage", "scheduled", "loadpath", "peer", "production", "freshness")
 PEER_REQUIREMENT = "dlt[duckdb,parquet]"
 
 
@@ -253,6 +257,28 @@ def section_peer(install: subprocess.Popen[bytes] | None) -> dict[str, Any]:
     return {**res.output, "peak_rss_bytes": res.peak_rss_bytes}
 
 
+def section_production(
+    results: dict[str, Any], sizes: Sizes, skip: set[str], short_dir: Path, long_dir: Path
+) -> None:
+    """Sections 7 and 8, under one Prefect server (as ``serve`` keeps one up)."""
+    if not short_dir.exists():
+        history.copy_tail(long_dir, short_dir, sizes.history_end - timedelta(days=sizes.short_days))
+    homes = {"1 day": short_dir, f"{sizes.history_days:g} days": long_dir}
+    # The states after those the scheduled section takes (its processes share the folders).
+    first = sizes.warmups + sizes.runs
+    states = run_states(sizes, first + sizes.warmups + sizes.runs)[first:]
+    with production.prefect_server(WORK / "prefect-production") as url:
+        if "production" not in skip:
+            results["production"] = production.section_production(sizes, homes, states, url)
+        if "freshness" not in skip:
+            # The next day's start: the watch then has the whole day's budget to share.
+            day = datetime.fromisoformat(states[-1]).replace(hour=0, minute=5, second=0)
+            results["freshness"] = freshness.section_freshness(
+                short_dir, url, day + timedelta(days=1), states=sizes.freshness_states,
+                speed=sizes.freshness_speed,
+            )  # fmt: skip
+
+
 # -------------------------------------------------------------------------------- main
 
 
@@ -300,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         say("scheduled", f"1-day history: the last {n} snapshots of the long one, copied")
         results["scheduled"] = section_scheduled(sizes, short_dir, long_dir)
+    if {"production", "freshness"} - skip:
+        section_production(results, sizes, skip, short_dir, long_dir)
     if "loadpath" not in skip or "peer" not in skip:
         results["loadpath"] = section_loadpath(sizes, long_dir)
     if "peer" not in skip:
@@ -311,9 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     day = started_at.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = day if not args.quick else f"{day}-quick"
-    results["targets"] = report.targets(results)
+    results["targets"] = report.targets(results) + production.targets(results)
     write_json(RESULTS / f"{stem}.json", results)
-    (RESULTS / f"{stem}.md").write_text(report.markdown(results))
+    (RESULTS / f"{stem}.md").write_text(
+        report.markdown(results) + production.markdown(results) + freshness.markdown(results)
+    )
     say("bench", f"done in {results['bench_seconds']:.0f}s: {RESULTS / stem}.md and .json")
     for t in results["targets"]:
         say("target", f"{'MET ' if t['met'] else 'MISS' if t['met'] is False else '----'} "
