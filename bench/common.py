@@ -53,8 +53,8 @@ class Sizes:
     load_snapshots: int
     load_repeats: int
     workers: int = 2
-    freshness_states: int = 10
-    freshness_speed: float = 120.0  # simulated seconds per wall-clock second
+    freshness_states: int = 8
+    freshness_speed: float = 180.0  # simulated seconds per wall-clock second
 
     @property
     def history_end(self) -> datetime:
