@@ -10,6 +10,7 @@ schedules from the settings, for teams that run their own Prefect server and wor
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import signal
 import subprocess
@@ -168,13 +169,37 @@ def serve_worker() -> None:
         stop = threading.Event()
         if settings.poll:
             state_watch = StateWatch(settings, start_run=start_elt_run)
+            # The Prefect API's address is a context variable (temporary_settings above),
+            # which a new thread does not inherit: the watch runs in a copy of this context.
+            context = contextvars.copy_context()
             threading.Thread(
-                target=state_watch.run, args=(stop,), name="state-watch", daemon=True
+                target=context.run,
+                args=(watch_once_served, state_watch, stop),
+                name="state-watch",
+                daemon=True,
             ).start()
         try:
             serve(build_deployment(settings), build_report_deployment(settings))
         finally:
             stop.set()
+
+
+def watch_once_served(state_watch: StateWatch, stop: threading.Event) -> None:
+    """Run the state watch once Prefect's ``serve`` has registered the ELT deployment: a run
+    the watch starts before then would fail (``ObjectNotFound``) and wait a minute."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.pipeline import elt_flow
+
+    with get_client(sync_client=True) as client:
+        while not stop.is_set():
+            try:
+                client.read_deployment_by_name(f"{elt_flow.name}/{DEPLOYMENT_NAME}")
+                break
+            except ObjectNotFound:
+                stop.wait(0.5)
+    state_watch.run(stop)
 
 
 def start_elt_run(status: StateStatus) -> None:

@@ -16,6 +16,7 @@ budget affords none, the watch pauses and says so once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -123,7 +124,12 @@ class StateWatch:
                 try:
                     wait_s = self.step(client)
                 except Exception as exc:  # the watch must outlive any one failed poll
-                    log.warning("state watch: %s; asking again in 60 s", " ".join(str(exc).split()))
+                    log.warning(
+                        "state watch: %s (%s); asking again in 60 s",
+                        " ".join(str(exc).split()),
+                        type(exc).__name__,
+                        exc_info=bool(os.environ.get("HT_DEBUG")),
+                    )
                     wait_s = 60.0
                 stop.wait(wait_s)
 
@@ -177,6 +183,8 @@ class StateWatch:
         threshold = status.next_update_threshold
         if threshold is None or now <= threshold:
             return interval
-        late_intervals = (now - threshold).total_seconds() / interval
+        # Capped before the power: a state days late (an API that stopped updating) would
+        # overflow a float.
+        late_intervals = min((now - threshold).total_seconds() / interval, 32.0)
         backed_off = min(interval * 2**late_intervals, self.settings.poll_max_interval_s)
         return max(interval, backed_off)

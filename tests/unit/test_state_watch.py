@@ -161,6 +161,14 @@ def test_past_the_threshold_it_backs_off_up_to_the_cap(settings) -> None:
     assert max(waits) == settings.poll_max_interval_s
 
 
+def test_a_state_days_late_waits_the_cap_without_overflowing(settings) -> None:
+    # An API that stopped updating: 2**(days / interval) would overflow a float.
+    clock = [T0 + timedelta(days=30)]
+    api = FakeApi([T0], clock)
+    watch, _ = watch_for(settings, api, clock)
+    assert watch.step(api) == settings.poll_max_interval_s  # type: ignore[arg-type]
+
+
 def test_no_budget_limit_polls_at_the_set_interval(settings) -> None:
     assert affordable_interval(settings, Ledger.open(settings), T0) == settings.poll_interval_s
 
