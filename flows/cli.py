@@ -178,6 +178,80 @@ def rebuild(
         rebuild_all(lake_only=keep_warehouse, console=console, debug=debug)
 
 
+class BackfillDepth(StrEnum):
+    quick = "quick"
+    deep = "deep"
+
+
+@app.command()
+def backfill(
+    depth: Annotated[
+        BackfillDepth,
+        typer.Option(
+            help="quick: one export per coin and window (7 days, 12-hourly); "
+            "deep: position-metrics per coin, cohort and window, every state."
+        ),
+    ] = BackfillDepth.quick,
+    coins: Annotated[
+        str | None, typer.Option(help="Comma-separated coins (default: the --top N).")
+    ] = None,
+    top: Annotated[int, typer.Option(help="The N coins of largest open interest.")] = 5,
+    windows: Annotated[
+        str | None, typer.Option(help="Comma-separated windows (default: HT_WINDOWS).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="deep: from this UTC date, YYYY-MM-DD (default: all).")
+    ] = None,
+    page_limit: Annotated[int, typer.Option(help="deep: states per page (1..1000).")] = 1000,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Start even when the plan eats into the scheduled runs' quota.")
+    ] = False,
+    data_dir: DataDir = None,
+    debug: Debug = False,
+) -> None:
+    """History on day one from HyperTracker's history endpoints: prints the plan (calls,
+    time, quota), asks, fetches resumably (run it again to resume), lands the states and
+    builds (needs HT_API_TOKEN)."""
+    with _command("backfill", data_dir, debug):
+        from flows.backfill.run import Options, parse_start, run_backfill, summary_lines
+        from flows.ops import load_settings, preflight
+        from flows.prefect_api import prefect_api, quiet_prefect_tracebacks
+
+        settings = load_settings()
+        preflight(settings, token=True)
+        _offline()
+        options = Options(
+            depth=depth.value,
+            coins=tuple(c.strip() for c in (coins or "").split(",") if c.strip()),
+            top=top,
+            windows=tuple(w.strip() for w in windows.split(",")) if windows else None,
+            start=parse_start(start),
+            page_limit=page_limit,
+        )
+        if not debug:
+            quiet_prefect_tracebacks()
+
+        def build() -> None:
+            from flows.pipeline import backfill_build_flow
+
+            backfill_build_flow()
+
+        with prefect_api(settings, services=False):
+            outcome = run_backfill(
+                settings,
+                options,
+                console=console,
+                progress_console=err_console,
+                confirm=None if yes else lambda: typer.confirm("start the backfill?"),
+                force=force,
+                build=build,
+            )
+        for line in summary_lines(outcome):
+            console.print(line, soft_wrap=True, highlight=False)
+    raise SystemExit(75 if outcome.paused else 0)
+
+
 @app.command()
 def readmit(
     snapshot_ids: Annotated[

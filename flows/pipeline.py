@@ -406,3 +406,24 @@ def rebuild_flow(lake_only: bool = False, fresh_lake: bool = False) -> dict[str,
             raise _failed(outcome)
         published = publish_task(settings)
         return {"snapshots": count, "load": loaded, "dbt": outcome, "publish": published}
+
+
+# ------------------------------------------------------------------------------ backfill
+
+
+@flow(name="hypertracker-backfill-build")
+def backfill_build_flow() -> dict[str, Any]:
+    """After ``ht backfill`` landed states: warehouse and marts again, then publish.
+
+    The warehouse is rebuilt, not loaded incrementally: backfilled states are older than
+    the loads the incremental marts already hold, and their days must be recomputed whole.
+    """
+    settings = get_settings()
+    with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="backfill build"):
+        wipe_warehouse(settings)
+        loaded = load(settings)
+        outcome = transform(settings)
+        if not outcome.success:
+            raise _failed(outcome)
+        published = publish_task(settings)
+        return {"load": loaded, "dbt": outcome, "publish": published}

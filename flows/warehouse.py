@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from flows.lake.archive import day_of
 from flows.lake.parquet import lake_path
-from flows.lake.tables import SNAPSHOT_TABLES, TABLES
+from flows.lake.tables import BACKFILL_TABLES, SNAPSHOT_TABLES, TABLES
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,18 @@ def complete_lake_snapshots(lake_dir: Path) -> list[str]:
     The lake writes ``snapshots`` last, so its file marks a landed snapshot; the other two
     are checked too, in case a file was removed by hand.
     """
-    ids = sorted(p.stem for p in (lake_dir / "snapshots").glob("date=*/*.parquet"))
+    return _complete(lake_dir, "snapshots", SNAPSHOT_TABLES)
+
+
+def complete_backfill_states(lake_dir: Path) -> list[str]:
+    """Backfilled state ids whose three lake files are in place (``backfill_states`` last)."""
+    return _complete(lake_dir, "backfill_states", BACKFILL_TABLES)
+
+
+def _complete(lake_dir: Path, mark: str, tables: tuple[str, ...]) -> list[str]:
+    ids = sorted(p.stem for p in (lake_dir / mark).glob("date=*/*.parquet"))
     return [
-        sid
-        for sid in ids
-        if all(lake_path(lake_dir, t, sid).exists() for t in SNAPSHOT_TABLES if t != "snapshots")
+        sid for sid in ids if all(lake_path(lake_dir, t, sid).exists() for t in tables if t != mark)
     ]
 
 
@@ -143,7 +150,11 @@ def load_lake(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = Non
                 f"SELECT snapshot_id FROM {LOADS} UNION ALL SELECT snapshot_id FROM {HELD}"
             ).fetchall()
         }
-        new_ids = [s for s in complete_lake_snapshots(settings.lake_dir) if s not in known]
+        # Backfilled states load as snapshots do (their ids are state times too, and a live
+        # snapshot of the same state has another id: staging matches them by time).
+        lake_ids = complete_lake_snapshots(settings.lake_dir)
+        lake_ids += complete_backfill_states(settings.lake_dir)
+        new_ids = sorted({s for s in lake_ids if s not in known})
         if not new_ids:
             return LoadResult(load_id=None, seconds=time.perf_counter() - started)
         row = con.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {LOADS}").fetchone()

@@ -212,6 +212,6 @@ def compare_with_live(lake_dir: Path, *, within_s: float = GAP.total_seconds()) 
         from pairs
     """
     with duckdb.connect() as con:
-        row = con.sql(sql).fetchone()
+        row = con.execute(sql).fetchone()
     assert row is not None
     return Comparison(*(int(v or 0) for v in row))

@@ -12,6 +12,7 @@ coin_positions as (
         coin,
         last_update,
         snapshot_date,
+        source,
         _load_id
 
     from {{ ref('stg_hypertracker__coin_positions') }}
@@ -44,6 +45,7 @@ coin_cohort_grid as (
         cohort_ladder.ladder,
         coin_positions.last_update,
         coin_positions.snapshot_date,
+        coin_positions.source,
         coin_positions._load_id
 
     from coin_positions
@@ -70,6 +72,8 @@ completed as (
         coalesce(cohort_positions.short_positions, 0) as short_positions,
         coalesce(cohort_positions.total_positions, 0) as total_positions,
         cohort_positions.api_bias,
+        -- A state's rows share one source (staging keeps live or backfilled, never both).
+        coin_cohort_grid.source,
         coin_cohort_grid._load_id
 
     from coin_cohort_grid

@@ -40,6 +40,7 @@ final as (
             'total_usd',
             'sum(total_usd) over (partition by snapshot_date, snapshot_id, "window", coin, ladder)'
         ) }} as ladder_oi_share,
+        source,
         _load_id
 
     from cohort_positions

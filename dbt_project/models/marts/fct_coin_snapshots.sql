@@ -28,6 +28,8 @@ final as (
         {{ safe_ratio('long_usd', 'total_usd') }} as bias,
         {{ safe_ratio('long_positions', 'total_positions') }} as long_positions_share,
         reported_cohort_count,
+        source,
+        totals_derived,
         _load_id
 
     from coin_positions

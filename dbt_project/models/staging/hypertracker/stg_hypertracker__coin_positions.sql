@@ -1,3 +1,7 @@
+-- Live heatmap rows, plus backfilled rows of the states no live snapshot holds (the live
+-- heatmap wins). A backfilled coin's totals are the size ladder's sums (`totals_derived`):
+-- a few unassigned positions short of what the heatmap would have said.
+
 with
 
 source as (
@@ -6,9 +10,27 @@ source as (
 
 ),
 
+backfill as (
+
+    select * from {{ source('hypertracker', 'backfill_coins') }}
+
+),
+
 loads as (
 
     select * from {{ source('hypertracker', 'loads') }}
+
+),
+
+backfill_kept as (
+
+    select
+        snapshot_id,
+        "window"
+
+    from {{ ref('stg_hypertracker__backfill_states') }}
+
+    where live_snapshot_id is null
 
 ),
 
@@ -28,6 +50,8 @@ renamed as (
         cast(source.count_short as bigint) as short_positions,
         cast(source.count as bigint) as total_positions,
         cast(source.segment_count as smallint) as reported_cohort_count,
+        'heatmap' as source,  -- noqa: RF04
+        false as totals_derived,
         cast(loads.load_id as bigint) as _load_id
 
     from source
@@ -35,6 +59,41 @@ renamed as (
     inner join loads
         on source.snapshot_id = loads.snapshot_id
 
+),
+
+backfill_renamed as (
+
+    select
+        cast(backfill.snapshot_id as varchar) as snapshot_id,
+        cast(backfill."window" as varchar) as "window",
+        cast(backfill.coin as varchar) as coin,
+        cast(backfill.last_update as timestamp) as last_update,
+        cast(backfill.date as date) as snapshot_date,
+        cast(backfill.total_long_value as double) as long_usd,
+        cast(backfill.total_short_value as double) as short_usd,
+        cast(backfill.total_value as double) as total_usd,
+        cast(backfill.count_long as bigint) as long_positions,
+        cast(backfill.count_short as bigint) as short_positions,
+        cast(backfill.count as bigint) as total_positions,
+        cast(backfill.segment_count as smallint) as reported_cohort_count,
+        cast(backfill.source as varchar) as source,  -- noqa: RF04
+        cast(backfill.totals_derived as boolean) as totals_derived,
+        cast(loads.load_id as bigint) as _load_id
+
+    from backfill
+
+    inner join loads
+        on backfill.snapshot_id = loads.snapshot_id
+
+    inner join backfill_kept
+        on
+            backfill.snapshot_id = backfill_kept.snapshot_id
+            and backfill."window" = backfill_kept."window"
+
 )
 
 select * from renamed
+
+union all
+
+select * from backfill_renamed
