@@ -235,18 +235,19 @@ def backfill(
         def build() -> None:
             from flows.pipeline import backfill_build_flow
 
-            backfill_build_flow()
+            # Prefect only for the build: the fetch starts at once, without a server.
+            with prefect_api(settings, services=False):
+                backfill_build_flow()
 
-        with prefect_api(settings, services=False):
-            outcome = run_backfill(
-                settings,
-                options,
-                console=console,
-                progress_console=err_console,
-                confirm=None if yes else lambda: typer.confirm("start the backfill?"),
-                force=force,
-                build=build,
-            )
+        outcome = run_backfill(
+            settings,
+            options,
+            console=console,
+            progress_console=err_console,
+            confirm=None if yes else lambda: typer.confirm("start the backfill?"),
+            force=force,
+            build=build,
+        )
         for line in summary_lines(outcome):
             console.print(line, soft_wrap=True, highlight=False)
     raise SystemExit(75 if outcome.paused else 0)
