@@ -122,7 +122,10 @@ def serve_forever(*, console: Console, debug: bool = False) -> int:
     if not received:
         return worker.returncode
     name = signal.Signals(received[0]).name
-    console.print(f"serve {how} on {name}; the next start goes on where it left off")
+    # One line, whatever the terminal's width: it is what a log shows of the stop.
+    console.print(
+        f"serve {how} on {name}; the next start goes on where it left off", soft_wrap=True
+    )
     return 130 if received[0] == signal.SIGINT else 0
 
 
