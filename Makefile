@@ -44,8 +44,10 @@ install: $(VENV)/.synced $(DUCKDB_LTS) ## Create or update the locked environmen
 demo: install ## The whole pipeline end to end against the simulated API (writes data/demo/)
 	$(HT) demo $(DATA_DIR)
 
+# Two workers (pytest-xdist), a test file each at a time (its module fixtures are built
+# once): most integration time is spent waiting on child processes and servers.
 test: install lint browser ## Lint, then unit, dbt, integration and browser tests
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -n 2 --dist loadfile
 
 test-fast: install ## Unit tests only (no lint, browser, server or pipeline): the inner loop
 	$(PY) -m pytest -q --durations=15 -m "not integration and not browser" tests/unit
