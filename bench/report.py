@@ -364,7 +364,7 @@ def markdown(results: dict[str, Any]) -> str:
     missed = [t for t in results["targets"] if t["met"] is False]
     if missed:
         lines += ["", "Missed, and why:", ""]
-        lines += [f"- **{t['name']}**: {t['measured']} against {t['target']}. {t['why']}"
+        lines += [f"- **{t['name']}**: {t['measured']} against {t['target']}. {t.get('why', '')}"
                   for t in missed]  # fmt: skip
     lines.append("")
     for part in (
