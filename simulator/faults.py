@@ -23,14 +23,21 @@ Kinds, by what a client sees:
 Hyperliquid info API (``POST /info``), which ``any`` does not reach: a fault meant for the
 second source says so. ``info_type`` narrows an info fault to one request type
 (``metaAndAssetCtxs``, ``candleSnapshot``, ``fundingHistory``) and ``dex`` to one dex.
+
+Beside the faults, :class:`RateLimit` is a plan's per-minute limit as the API enforces it
+(``SimulatedApi(requests_per_minute=...)``): not a fault that fires on chosen requests, but
+the rule every HyperTracker request is held to.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import random
 import threading
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -200,6 +207,47 @@ class FaultPlan:
                     break
             self._faults = [f for f in self._faults if not f.exhausted]
             return chosen
+
+
+class RateLimit:
+    """A plan's rate: at most ``requests_per_minute`` requests admitted in any rolling
+    ``period_s`` (the strictest reading of "60 / min": a client that keeps it also keeps a
+    per-calendar-minute count). Thread-safe; ``clock`` is injectable for tests.
+
+    :meth:`admit` counts a request that arrives now, or refuses it with the seconds until the
+    oldest admitted request leaves the window (the 429's ``Retry-After``, whole seconds, at
+    least 1). A refused request takes no place in the window.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: int,
+        period_s: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if requests_per_minute < 1:
+            raise ValueError(f"requests_per_minute must be >= 1, got {requests_per_minute}")
+        self.requests_per_minute = requests_per_minute
+        self.period_s = period_s
+        self._clock = clock
+        self._admitted: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.admitted = 0
+        self.refused = 0
+
+    def admit(self) -> int | None:
+        """None when the request is admitted; else the Retry-After to answer with."""
+        with self._lock:
+            now = self._clock()
+            while self._admitted and self._admitted[0] <= now - self.period_s:
+                self._admitted.popleft()
+            if len(self._admitted) < self.requests_per_minute:
+                self._admitted.append(now)
+                self.admitted += 1
+                return None
+            self.refused += 1
+            return max(1, math.ceil(self._admitted[0] + self.period_s - now))
 
 
 # --- bodies --------------------------------------------------------------------------------

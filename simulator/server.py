@@ -13,7 +13,10 @@ Production code talks to it exactly as to the real API (``base_url`` + Bearer to
 - the history endpoints (``/position-metrics/...``, ``/exports/coins/...``) and the
   pre-signed files the exports redirect to (:mod:`.history`).
 
-A missing or wrong token gets 401 (HyperTracker's endpoints). Every answer's ``Date``
+A missing or wrong token gets 401 (HyperTracker's endpoints). With ``requests_per_minute``
+set, HyperTracker's endpoints hold every token to a plan's rate (:class:`~.faults.RateLimit`:
+any rolling minute; beyond it 429 with ``Retry-After`` and the documented body); the info
+API and the pre-signed files are not counted. Every answer's ``Date``
 header is the simulated clock, as a real server's is its own. Responses carry
 Content-Length and connections are kept alive (HTTP/1.1), so pooled clients reuse them.
 
@@ -47,6 +50,7 @@ from simulator.faults import (
     DRIFT_KINDS,
     Fault,
     FaultPlan,
+    RateLimit,
     bad_decimal,
     drift_heatmap,
     malformed,
@@ -116,7 +120,8 @@ class SimulatedApi:
     """The simulated API server: start it, point a client at ``base_url``, steer it.
 
     ``seed`` fixes the market; ``start`` its first state (default: see :func:`default_start`);
-    ``now`` freezes the clock there (default: follow the wall clock).
+    ``now`` freezes the clock there (default: follow the wall clock); ``requests_per_minute``
+    enforces a plan's rate (default: none; :attr:`rate_limit` can be set or replaced later).
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class SimulatedApi:
         start: datetime | None = None,
         now: datetime | None = None,
         history_days: float = HISTORY_DAYS,
+        requests_per_minute: int | None = None,
     ) -> None:
         self.seed = seed
         self.host = host
@@ -140,6 +146,7 @@ class SimulatedApi:
             history_days=history_days,
         )
         self.faults = FaultPlan()
+        self.rate_limit = RateLimit(requests_per_minute) if requests_per_minute else None
         self._clock_lock = threading.Lock()
         self._frozen: datetime | None = initial if now is not None else None
         self._anchor = (initial, time.monotonic())
@@ -362,7 +369,10 @@ class SimulatedApi:
                 self._log_lock.notify_all()
 
     def _handle_api(self, h: _Handler, method: str, path: str, query: dict[str, str]) -> None:
-        if (history := route(path, API_PREFIX)) is not None:
+        history = route(path, API_PREFIX)
+        if self._over_rate_limit(h, method, path, query, history):
+            return
+        if history is not None:
             self.history.handle(h, method, path, query, *history)
             return
         endpoint = ENDPOINTS.get(path.rstrip("/"))
@@ -434,6 +444,37 @@ class SimulatedApi:
                 _send(h, 200, body)
             status = 200
         self._record(method, path, fields, status, kind, seen)
+
+    def _over_rate_limit(
+        self,
+        h: _Handler,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        history: tuple[str, dict[str, str]] | None,
+    ) -> bool:
+        """Answer 429 when a HyperTracker request of a valid token is over the plan's rate.
+
+        Counted: every authorized request to a HyperTracker endpoint (a 400 too). Not counted:
+        the info API, the pre-signed files, unknown paths, and requests without the token
+        (they get their 401 as usual).
+        """
+        limit = self.rate_limit
+        if limit is None:
+            return False
+        if history is not None:
+            hypertracker = history[0] != "export_file"
+        else:
+            hypertracker = ENDPOINTS.get(path.rstrip("/")) not in (None, "info")
+        if not hypertracker or not self._authorized(h.headers.get("Authorization")):
+            return False
+        retry_after = limit.admit()
+        if retry_after is None:
+            return False
+        body = orjson.dumps(rate_limit_body(retry_after))
+        _send(h, 429, body, headers=[("Retry-After", str(retry_after))])
+        self._record(method, path, query, 429, None, token_seen=True)
+        return True
 
     def _authorized(self, header: str | None) -> bool:
         scheme, _, credentials = (header or "").partition(" ")
