@@ -6,16 +6,22 @@ Two depths (history-endpoints.md):
   the last 7 days at 12-hour spacing plus the latest state, every cohort at once. The start
   date does not apply: the export is always the last week.
 - **deep**: ``/position-metrics`` per coin x cohort x window, from the start date (or the
-  window's history start, if later) until now, 1000 states a page. HyperTracker refreshes
-  every 15-30 minutes, so a span holds between span/30 min and span/15 min states; the
-  plan's figure is the midpoint (22.5 min, as flows/state_watch.py expects a day), with the
-  range beside it. Every series costs at least one call, even one with no rows.
+  window's history start, if later) until ``end``, 1000 states a page. HyperTracker
+  refreshes every 15-30 minutes, so a span holds between span/30 min and span/15 min
+  states; the plan's figure is the midpoint (22.5 min, as flows/state_watch.py expects a
+  day), with the range beside it. Every series costs at least one call, even one with no
+  rows. ``end`` is the API's newest state (``lastUpdate`` of ``/state/status``, asked once
+  when a backfill is planned): the API's clock, not ours. Against the real API the two
+  differ by the minutes since the last refresh; the simulator's clock is wherever a demo or
+  a test put it (weeks from ours), and counting to our clock overstated such a plan's calls
+  many times over (and its progress bar's total with them).
 
 Every API call is assumed to cost one request of the quota (the export's redirect is the
 call; its pre-signed file is assumed free). The plan then sets the calls against the plan's
-settings (``requests_per_minute``/``day``/``month``) and the ledger, and says what is left
-for the scheduled runs (:func:`scheduled_requests_per_day`): each new state costs
-``requests_per_run``, each cron run that finds none 1 request, the cohort ladder 1 a day.
+settings (``requests_per_minute``/``day``/``month``) and the ledger at ``now`` (our clock,
+as the ledger counts days and months), and says what is left for the scheduled runs
+(:func:`scheduled_requests_per_day`): each new state costs ``requests_per_run``, each cron
+run that finds none 1 request, the cohort ladder 1 a day.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class Plan:
     coins: tuple[str, ...]
     windows: tuple[str, ...]
     starts: dict[str, datetime]  # per window, after the history start (deep only)
+    end: datetime  # the newest data asked for: the API's newest state (deep)
     series: int
     calls: int
     calls_low: int
@@ -89,7 +96,7 @@ class Plan:
             out.append(
                 "from "
                 + ", ".join(f"{w} {t:%Y-%m-%d %H:%M}" for w, t in self.starts.items())
-                + " UTC"
+                + f" until {self.end:%Y-%m-%d %H:%M} UTC (the API's newest state)"
             )
         spread = (
             ""
@@ -133,10 +140,14 @@ def plan_backfill(
     windows: Sequence[str] | None = None,
     start: datetime | None = None,
     now: datetime | None = None,
+    end: datetime | None = None,
     page_limit: int = MAX_LIMIT,
 ) -> Plan:
-    """The plan of a backfill of ``coins`` x ``windows`` (default: the settings') at ``now``."""
+    """The plan of a backfill of ``coins`` x ``windows`` (default: the settings') at ``now``
+    (the quota's clock), of the history until ``end`` (the API's newest state; default
+    ``now``)."""
     now = _utc(now or datetime.now(UTC))
+    end = now if end is None else _utc(end)
     wins = tuple(dict.fromkeys(settings.windows if windows is None else windows))
     unknown = [w for w in wins if w not in HISTORY_START]
     if unknown:
@@ -153,14 +164,14 @@ def plan_backfill(
             raise ValueError("a deep backfill needs a start date")
         starts = {w: max(_utc(start), HISTORY_START[w]) for w in wins}
         per_coin = {
-            interval: sum(COHORTS * _pages(starts[w], now, interval, page_limit) for w in wins)
+            interval: sum(COHORTS * _pages(starts[w], end, interval, page_limit) for w in wins)
             for interval in (MEAN_STATE_INTERVAL_S, MAX_STATE_INTERVAL_S, MIN_STATE_INTERVAL_S)
         }
         series = len(coins) * COHORTS * len(wins)
         calls = len(coins) * per_coin[MEAN_STATE_INTERVAL_S]
         low = len(coins) * per_coin[MAX_STATE_INTERVAL_S]
         high = len(coins) * per_coin[MIN_STATE_INTERVAL_S]
-        longest = max((now - t).total_seconds() for t in starts.values())
+        longest = max((end - t).total_seconds() for t in starts.values())
         states = max(0, math.ceil(longest / MEAN_STATE_INTERVAL_S))
     else:
         raise ValueError(f"unknown depth {depth!r}; expected quick or deep")
@@ -178,6 +189,7 @@ def plan_backfill(
         coins=tuple(coins),
         windows=wins,
         starts=starts,
+        end=end,
         series=series,
         calls=calls,
         calls_low=low,
@@ -216,9 +228,19 @@ def scheduled_requests_per_day(settings: Settings, now: datetime) -> int:
     return with_state * requests_per_run(settings, with_segments=False) + (runs - with_state) + 1
 
 
-def _pages(start: datetime, now: datetime, interval_s: float, limit: int) -> int:
+def eta_s(remaining_calls: float, requests_per_minute: int, paced_s: float | None) -> float:
+    """Seconds left for ``remaining_calls``: at the rate limit, or at the pace measured so far
+    (``paced_s``: the progress bar's own estimate) when that is slower.
+
+    The pace alone misleads under the client's limiter (any rolling minute): a minute's calls
+    go out in a burst, then it waits; the pace of the burst promises a fraction of the time.
+    """
+    return max(remaining_calls * 60.0 / requests_per_minute, paced_s or 0.0)
+
+
+def _pages(start: datetime, end: datetime, interval_s: float, limit: int) -> int:
     """Calls for one series: its states at ``interval_s``, ``limit`` a page, at least one."""
-    states = max(0.0, (now - start).total_seconds()) / interval_s
+    states = max(0.0, (end - start).total_seconds()) / interval_s
     return max(1, math.ceil(states / limit))
 
 

@@ -4,8 +4,10 @@ The steps, in order: the coins (named, or the top N by open interest in the newe
 heatmap), the plan (flows/backfill/plan.py) printed and confirmed, the fetch under the run
 lock (every request in the quota ledger; the budget of the scheduled runs kept), landing
 from the archive, and the usual load + dbt build + publish. The plan's ``end`` is chosen
-once and kept in ``state/backfill.json``, so a resume asks the same queries and its
-checkpoints hold (a cursor is only valid for the query that produced it).
+once, the API's newest state (one ``/state/status`` request, deep only), and kept in
+``state/backfill.json``, so a resume asks the same queries and its checkpoints hold (a
+cursor is only valid for the query that produced it). The progress bar's ETA counts the
+calls left at the rate limit (``plan.eta_s``).
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from flows import atomic
 from flows.backfill.archive import HistoryArchive
 from flows.backfill.fetch import Budget, fetch_deep, fetch_quick
 from flows.backfill.land import Comparison, Landed, compare_with_live, land_backfill
-from flows.backfill.plan import Depth, Plan, plan_backfill
+from flows.backfill.plan import Depth, Plan, eta_s, plan_backfill
 from flows.hypertracker.client import HyperTrackerClient
 from flows.hypertracker.history import HISTORY_START, MAX_LIMIT, HistoryClient
 from flows.hypertracker.payload import parse_heatmap
@@ -89,8 +93,9 @@ def top_coins(settings: Settings, n: int, client: HyperTrackerClient | None) -> 
     return [c["coin"] for c in ranked[:n]]
 
 
-def _end(settings: Settings, plan_key: dict, now: datetime) -> datetime:
-    """The end of the queries: the unfinished backfill's of the same options, else now."""
+def _end(settings: Settings, plan_key: dict, newest: Callable[[], datetime]) -> datetime:
+    """The end of the queries: the unfinished backfill's of the same options, else
+    ``newest()`` (asked only then)."""
     path = settings.state_dir / STATE_FILE
     if path.exists():
         held = json.loads(path.read_bytes())
@@ -98,8 +103,24 @@ def _end(settings: Settings, plan_key: dict, now: datetime) -> datetime:
             end = parse_iso(held["end"])
             assert end is not None
             return end
-    atomic.write_bytes(path, json.dumps({"key": plan_key, "end": iso(now), "done": False}).encode())
-    return now
+    end = newest()
+    atomic.write_bytes(path, json.dumps({"key": plan_key, "end": iso(end), "done": False}).encode())
+    return end
+
+
+class _EtaColumn(TimeRemainingColumn):
+    """The time left at the rate limit (or at the pace so far when slower): :func:`eta_s`."""
+
+    def __init__(self, requests_per_minute: int) -> None:
+        super().__init__()
+        self._per_minute = requests_per_minute
+
+    def render(self, task: Task) -> Text:
+        if task.finished or task.remaining is None:
+            return super().render(task)
+        left = int(eta_s(task.remaining, self._per_minute, task.time_remaining))
+        hours, rest = divmod(left, 3600)
+        return Text(f"{hours:d}:{rest // 60:02d}:{rest % 60:02d}", style="progress.remaining")
 
 
 def _finish(settings: Settings) -> None:
@@ -132,7 +153,11 @@ def run_backfill(
             "start": iso(start),
             "limit": options.page_limit,
         }
-        now = _end(settings, key, datetime.now(UTC).replace(microsecond=0))
+        now = datetime.now(UTC).replace(microsecond=0)
+        # Deep queries end at the API's newest state, on the API's clock (a simulator's may be
+        # weeks from ours); the quota's day and month are ours. Quick needs no end.
+        newest = (lambda: client.status().last_update) if options.depth == "deep" else lambda: now
+        end = _end(settings, key, newest)
         plan = plan_backfill(
             settings,
             ledger,
@@ -141,6 +166,7 @@ def run_backfill(
             windows=windows,
             start=start,
             now=now,
+            end=end,
             page_limit=options.page_limit,
         )
         for line in plan.lines():
@@ -163,7 +189,7 @@ def run_backfill(
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
-                TimeRemainingColumn(),
+                _EtaColumn(settings.requests_per_minute),
                 console=progress_console,
                 transient=False,
             ) as bar,
@@ -180,7 +206,7 @@ def run_backfill(
                     history,
                     archive,
                     plan,
-                    end=now,
+                    end=end,
                     limit=options.page_limit,
                     budget=budget,
                     advance=advance,
