@@ -66,6 +66,9 @@ EXPORT_COLUMNS: Final = (
 )
 SEGMENT_IDS: Final = tuple(sorted(c.segment_id for c in COHORTS))
 _COINS_CACHED: Final = 8  # coins whose per-state rows are kept (a backfill goes coin by coin)
+# States whose rows of every coin are kept: an export reads the same ~15 states for each coin
+# in turn, and one emission gives every coin's rows (the market caches only a few states).
+_STATES_CACHED: Final = 32
 
 _POSITION_METRICS = re.compile(r"/position-metrics/coin/(?P<coin>[^/]+)/segment/(?P<seg>[^/]+)")
 _EXPORT = re.compile(r"/exports/coins/(?P<coin>[^/]+)/segment-metrics(?:-(?P<window>24h|7d|30d))?")
@@ -120,6 +123,8 @@ class HistoryApi:
         # value short, mark]): one coin's rows per state, so the 64 requests of a coin emit
         # each state once.
         self._rows: OrderedDict[int, dict[int, np.ndarray]] = OrderedDict()
+        # state -> (coin, window, segment, [...]): every coin's rows of one state.
+        self._states: OrderedDict[int, np.ndarray] = OrderedDict()
         self._coin_index: dict[str, int] | None = None
 
     # --- dispatch ---------------------------------------------------------------------------
@@ -332,20 +337,31 @@ class HistoryApi:
         return per_coin[k]
 
     def _extract(self, coin: int, k: int) -> np.ndarray:
+        """One coin's rows at state ``k``: a copy, so the state's array can be dropped."""
+        rows = self._states.get(k)
+        if rows is None:
+            rows = self._states[k] = self._extract_state(k)
+            while len(self._states) > _STATES_CACHED:
+                self._states.popitem(last=False)
+        self._states.move_to_end(k)
+        return rows[coin].copy()
+
+    def _extract_state(self, k: int) -> np.ndarray:
         m = self.api.market
-        name = m.coin_names[coin]
-        out = np.zeros((len(WINDOWS), len(SEGMENT_IDS), 5))
-        out[:, :, 4] = m.prices.marks_at(m.ms_of(m.state_time(k)))[coin]
+        index = self._coins()
+        segment_index = {seg: j for j, seg in enumerate(SEGMENT_IDS)}
+        out = np.zeros((m.n_coins, len(WINDOWS), len(SEGMENT_IDS), 5))
+        out[:, :, :, 4] = m.prices.marks_at(m.ms_of(m.state_time(k)))[:, None, None]
         for w, window in enumerate(WINDOWS):
-            row = next((c for c in m.heatmap(k, window) if c["coin"] == name), None)
-            for seg in row["segments"] if row else ():
-                j = SEGMENT_IDS.index(seg["segmentId"])
-                out[w, j, :4] = (
-                    seg["countLong"],
-                    seg["countShort"],
-                    seg["totalLongValue"],
-                    seg["totalShortValue"],
-                )
+            for row in m.heatmap(k, window):
+                i = index[row["coin"]]
+                for seg in row["segments"]:
+                    out[i, w, segment_index[seg["segmentId"]], :4] = (
+                        seg["countLong"],
+                        seg["countShort"],
+                        seg["totalLongValue"],
+                        seg["totalShortValue"],
+                    )
         return out
 
 
