@@ -375,7 +375,9 @@ def markdown(results: dict[str, Any]) -> str:
         _section_storage,
     ):
         lines += part(results)
-    h = results.get("history", {})
+    h = results.get("history")
+    if not h:  # a run of --only sections that need no history
+        return "\n".join(lines)
     lines += [
         "## How the history was made",
         "",

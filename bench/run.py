@@ -15,9 +15,13 @@ Sections, in order (each prints its progress):
               state, a Prefect server already up (1-day and 30-day history), each part
 8. freshness  serve's state watch on a compressed simulated clock (Pulse plan's budget),
               each run a fresh ``ht run``: published_at - lastUpdate, beside the */15 cron
+9. backfill   ``ht backfill`` (deep, then quick) against the simulator holding the Pulse
+              plan's 60 requests a minute: throughput against the limit, 429s, calls per
+              day of history per coin, fetch / land / build (needs no history)
 
 Results: ``bench/results/<YYYY-MM-DD>.md`` and ``.json``. Scratch: ``bench/work/``
-(emptied at the start). ``--quick`` shrinks every size for a smoke run.
+(emptied at the start). ``--quick`` shrinks every size for a smoke run; ``--only a,b`` runs
+just those sections (results in ``<YYYY-MM-DD>-a+b.*``, beside the full report).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import freshness, history, production, report, storage
+from bench import backfill, freshness, history, production, report, storage
 from bench.common import (
     BENCH_DIR,
     DBT_PROJECT,
@@ -55,7 +59,12 @@ from bench.loadpath import VARIANTS, prepare_input
 from bench.machine import describe
 from bench.scheduled import ScheduledWorker
 
-SECTIONS = ("rebuild", "storage", "scheduled", "loadpath", "peer", "production", "freshness")
+SECTIONS = (
+    *("rebuild", "storage", "scheduled", "loadpath", "peer", "production", "freshness"),
+    "backfill",
+)
+# Every section but these needs the generated history and its rebuild.
+WITHOUT_HISTORY = frozenset({"backfill"})
 PEER_REQUIREMENT = "dlt[duckdb,parquet]"
 
 
@@ -288,10 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip", default="", help=f"comma-separated sections to leave out: {','.join(SECTIONS)}"
     )
+    parser.add_argument(
+        "--only", default="", help="comma-separated sections to run, and no other (see --skip)"
+    )
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    if unknown := skip - set(SECTIONS):
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if unknown := (skip | set(only)) - set(SECTIONS):
         parser.error(f"unknown section(s) {sorted(unknown)}; expected {SECTIONS}")
+    if only:
+        skip |= set(SECTIONS) - set(only)
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
     started_at = datetime.now(UTC)
@@ -310,13 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
     }
     long_dir, short_dir = WORK / "long", WORK / "short"
-    results["history"] = history.generate_archive(
-        long_dir, sizes.history_end - timedelta(days=sizes.history_days), sizes.history_end,
-        workers=sizes.workers,
-    )  # fmt: skip
-    # The rebuild also builds the long history's lake and warehouse: the sections after it
-    # need it, so it always runs.
-    results["rebuild"] = section_rebuild(long_dir)
+    if set(SECTIONS) - WITHOUT_HISTORY - skip:
+        results["history"] = history.generate_archive(
+            long_dir, sizes.history_end - timedelta(days=sizes.history_days), sizes.history_end,
+            workers=sizes.workers,
+        )  # fmt: skip
+        # The rebuild also builds the long history's lake and warehouse: the sections after
+        # it need it, so it runs whenever one of them does.
+        results["rebuild"] = section_rebuild(long_dir)
     if "storage" not in skip:
         results["storage"] = storage.measure(long_dir, results["rebuild"].get("raw_duckdb_bytes"))
         say("storage", f"{results['storage']['bytes_per_snapshot']}")
@@ -334,15 +350,24 @@ def main(argv: list[str] | None = None) -> int:
         results["peer"] = section_peer(install)
     elif install is not None:
         install.wait()
+    if "backfill" not in skip:
+        results["backfill"] = backfill.section_backfill(args.quick)
 
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     day = started_at.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = day if not args.quick else f"{day}-quick"
-    results["targets"] = report.targets(results) + production.targets(results)
+    if only:
+        stem += "-" + "+".join(only)
+    results["targets"] = (
+        report.targets(results) + production.targets(results) + backfill.targets(results)
+    )
     write_json(RESULTS / f"{stem}.json", results)
     (RESULTS / f"{stem}.md").write_text(
-        report.markdown(results) + production.markdown(results) + freshness.markdown(results)
+        report.markdown(results)
+        + production.markdown(results)
+        + freshness.markdown(results)
+        + backfill.markdown(results)
     )
     say("bench", f"done in {results['bench_seconds']:.0f}s: {RESULTS / stem}.md and .json")
     for t in results["targets"]:
