@@ -100,7 +100,9 @@
 
 {#
     The days a daily model rebuilds, as a SQL list for `snapshot_date in {{ ... }}`, or none
-    for every day (the first build, a full refresh, a unit test, or when dbt only parses).
+    for every day (the first build, a full refresh, a unit test, or when dbt only parses; and
+    when the model's columns are not those of its current files: a new version of the model
+    rewrites every day, since a view over files of two shapes would read the first file's).
 
     The days are those of the snapshots loaded after the newest published load (lake.publishes:
     a build that failed its tests, or was not published, is rebuilt by the next), each shifted
@@ -114,6 +116,11 @@
     {%- endif -%}
     {%- set existing = load_relation(this) -%}
     {%- if existing is none or existing.type != 'view' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set have = adapter.get_columns_in_relation(existing) | map(attribute='name') | list -%}
+    {%- set want = model.columns.keys() | list -%}
+    {%- if want and have != want -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set offsets = offsets if offsets is not none else config.get('rebuild_offsets', [0]) -%}

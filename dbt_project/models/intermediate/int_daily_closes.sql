@@ -1,5 +1,6 @@
 -- A day (the UTC date of last_update) closes on its last snapshot, per window: the state the
--- day-level marts report, like a daily candle's close.
+-- day-level marts report, like a daily candle's close. The close may be a backfilled state
+-- (close_source): the marts treat it as any other, and say where it came from.
 
 with
 
@@ -16,6 +17,7 @@ daily_closes as (
         "window",
         max(snapshot_id) as close_snapshot_id,
         max(last_update) as close_at,
+        arg_max(source, snapshot_id) as close_source,
         min(last_update) as first_snapshot_at,
         count(*) as snapshot_count,
         max(_load_id) as _max_load_id

@@ -17,10 +17,12 @@ paired as (
         current_day."window",
         current_day.close_snapshot_id,
         current_day.close_at,
+        current_day.close_source,
         current_day.snapshot_count,
         current_day.snapshot_date - 1 as previous_date,
         previous_day.close_snapshot_id as previous_close_snapshot_id,
         previous_day.close_at as previous_close_at,
+        previous_day.close_source as previous_close_source,
         previous_day.snapshot_date is not null as has_previous_day,
         greatest(current_day._max_load_id, previous_day._max_load_id) as _max_load_id
 

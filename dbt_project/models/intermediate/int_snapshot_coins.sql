@@ -16,12 +16,14 @@ snapshot_coins as (
         coin,
         last_update,
         snapshot_date,
+        -- One source per snapshot (staging keeps a state live or backfilled, never both).
+        source,
         _load_id
 
     from coin_positions
 
     -- snapshot_date leads the grouping, so that a filter on it reaches the lake scan.
-    group by snapshot_date, snapshot_id, coin, last_update, _load_id
+    group by snapshot_date, snapshot_id, coin, last_update, source, _load_id
 
 )
 

@@ -73,6 +73,7 @@ final as (
         intraday.ladder,
         daily_closes.close_snapshot_id,
         daily_closes.close_at,
+        daily_closes.close_source,
         daily_closes.snapshot_count,
         intraday.present_snapshot_count,
         closing.snapshot_id is not null as is_present_at_close,

@@ -74,6 +74,7 @@ final as (
         intraday.coin,
         daily_closes.close_snapshot_id,
         daily_closes.close_at,
+        daily_closes.close_source,
         daily_closes.snapshot_count,
         intraday.present_snapshot_count,
         intraday.first_seen_at,
@@ -86,6 +87,8 @@ final as (
         coalesce(closing.long_positions, 0) as long_positions,
         coalesce(closing.short_positions, 0) as short_positions,
         coalesce(closing.total_positions, 0) as total_positions,
+        -- The size ladder's sums (a backfilled close); false for a coin absent at the close.
+        coalesce(closing.totals_derived, false) as totals_derived,
         closing.bias,
         closing.long_positions_share,
         intraday.min_bias,

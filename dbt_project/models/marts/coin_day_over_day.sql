@@ -56,7 +56,8 @@ current_closes as (
             coin_closes.{{ measure }},
         {% endfor %}
         coin_closes.bias,
-        coin_closes.long_positions_share
+        coin_closes.long_positions_share,
+        coin_closes.totals_derived
 
     from day_pairs
 
@@ -77,7 +78,8 @@ previous_closes as (
             coin_closes.{{ measure }},
         {% endfor %}
         coin_closes.bias,
-        coin_closes.long_positions_share
+        coin_closes.long_positions_share,
+        coin_closes.totals_derived
 
     from day_pairs
 
@@ -117,9 +119,18 @@ compared as (
         day_pairs.previous_date,
         day_pairs.close_snapshot_id,
         day_pairs.previous_close_snapshot_id,
+        day_pairs.close_source,
+        day_pairs.previous_close_source,
         day_pairs.has_previous_day,
         day_pairs.has_previous_day and previous_closes.coin is null as is_new,
         current_closes.coin is null as is_closed,
+        -- A derived total (the size ladder's sum) beside a live one: the change is partly
+        -- the positions in no cohort, not a move. Zeros of absence are not derived.
+        coalesce(current_closes.totals_derived, false) as totals_derived,
+        case
+            when day_pairs.has_previous_day
+                then coalesce(previous_closes.totals_derived, false)
+        end as previous_totals_derived,
         {% for measure in measures %}
             coalesce(current_closes.{{ measure }}, 0) as {{ measure }},
             case
@@ -163,9 +174,13 @@ final as (
         previous_date,
         close_snapshot_id,
         previous_close_snapshot_id,
+        close_source,
+        previous_close_source,
         has_previous_day,
         is_new,
         is_closed,
+        totals_derived,
+        previous_totals_derived,
         {% for measure in measures %}
             {{ measure }},
             previous_{{ measure }},

@@ -133,6 +133,7 @@ final as (
         snapshot_coins.last_update as snapshot_at,
         snapshot_coins.snapshot_date,
         snapshot_coins.coin,
+        snapshot_coins.source,
         date_trunc('hour', snapshot_coins.last_update) as price_at,
         priced.close_0h as price_at_snapshot,
         priced.price_candle_closed_at,

@@ -61,6 +61,7 @@ grouped as (
         "window",
         coin,
         close_snapshot_id,
+        close_source,
         {% for prefix, cohort_group in groups.items() %}
             sum(
                 case when cohort_group = '{{ cohort_group }}' then long_usd else 0 end
@@ -73,7 +74,7 @@ grouped as (
 
     from cohort_closes
 
-    group by snapshot_date, "window", coin, close_snapshot_id
+    group by snapshot_date, "window", coin, close_snapshot_id, close_source
 
 ),
 
@@ -96,6 +97,7 @@ final as (
         "window",
         coin,
         close_snapshot_id,
+        close_source,
         {% for group in groups %}
             {{ group }}_long_usd,
             {{ group }}_total_usd,
