@@ -122,3 +122,16 @@
         snapshot_id >= '{{ scope.cutoff_id }}'
     {%- endif -%}
 {%- endmacro %}
+
+
+{#
+    The states the signals read: live snapshots (`heatmap`) and deep-backfilled ones
+    (`position_metrics`: every state, at the live pace of 15-30 minutes). The quick
+    backfill's export states (`segment_metrics_export`: 12 hours apart) are left out: the
+    thresholds count snapshots at that pace (extreme_min_history, divergence_min_snapshots),
+    a flip between two of them could have happened anywhere in the 12 hours, and a run of 4
+    of them would be 36 hours, not an hour. A condition on the facts' `source`.
+#}
+{% macro signal_state_filter() -%}
+    source in ('heatmap', 'position_metrics')
+{%- endmacro %}

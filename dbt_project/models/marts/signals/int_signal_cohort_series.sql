@@ -13,7 +13,8 @@
 -- a cohort holds at least the smaller of flip_min_total_usd and extreme_min_total_usd in a
 -- coin and window (a few percent of fct_cohort_snapshots' rows). Appended per new snapshot,
 -- so a scheduled build reads the new snapshots from the lake and the lookback from here.
--- In the intermediate schema: analysts read the events, not this.
+-- In the intermediate schema: analysts read the events, not this. Only states at the live
+-- pace (live or deep-backfilled: macros/signal_thresholds.sql, signal_state_filter).
 
 {%- set scope = signal_incremental_scope(snapshots_back=0) %}
 {%- set min_total_usd = [
@@ -40,6 +41,7 @@ cohort_snapshots as (
 
     where
         total_usd >= {{ min_total_usd }}
+        and {{ signal_state_filter() }}
         and {{ signal_scope_filter(scope, 'scan') }}
         and {{ signal_scope_filter(scope, 'new') }}
 

@@ -15,6 +15,8 @@
 -- sum of its cohorts' long USD over the sum of their total USD in the coin and window (as
 -- smart_retail_divergence_daily). A snapshot counts only where each group holds at least
 -- divergence_min_total_usd. The event is the snapshot where the run reaches N, once per run.
+-- Consecutive among the states at the live pace only (signal_state_filter): 12-hourly
+-- export states are no part of the runs.
 
 {%- set pairs = [
     ('smart_money_vs_retail', 'smart_money', 'retail'),
@@ -43,7 +45,9 @@ cohort_snapshots as (
 
     from {{ ref('fct_cohort_snapshots') }}
 
-    where {{ signal_scope_filter(scope, 'scan') }}
+    where
+        {{ signal_state_filter() }}
+        and {{ signal_scope_filter(scope, 'scan') }}
 
 ),
 

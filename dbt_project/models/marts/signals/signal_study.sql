@@ -17,9 +17,13 @@ events as (
 
 ),
 
+-- The states a signal can fire on (signal_state_filter: live and deep-backfilled), so that
+-- the baseline samples the same times as the events.
 forward_returns as (
 
     select * from {{ ref('fct_forward_returns') }}
+
+    where {{ signal_state_filter() }}
 
 ),
 
