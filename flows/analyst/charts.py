@@ -7,6 +7,7 @@ labels come from ``scale`` so the PNGs and the HTML board always agree.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import math
 
@@ -220,11 +221,40 @@ def history_title(history: History) -> str:
     )
 
 
+BAND_COLOUR = "#f6e7b4"  # backfilled periods, as on the page (report.css: svg .band)
+BACKFILL_TITLES = {
+    "position_metrics": "backfilled: position metrics",
+    "segment_metrics_export": "backfilled: 12-hourly export",
+}
+
+
+def backfilled_spans(history: History) -> list[tuple[dt.datetime, dt.datetime, str]]:
+    """(first, last, source) of each run of consecutive backfilled states, one source each."""
+    spans: list[tuple[dt.datetime, dt.datetime, str]] = []
+    for at, source in zip(history.times, history.sources, strict=False):
+        if source not in BACKFILL_TITLES:
+            spans.append((at, at, ""))  # a live state ends a run
+        elif spans and spans[-1][2] == source:
+            spans[-1] = (spans[-1][0], at, source)
+        else:
+            spans.append((at, at, source))
+    return [span for span in spans if span[2]]
+
+
 def history_png(history: History, title: str) -> bytes:
-    """Bias per cohort over time (one panel per ladder) and the smart-vs-retail spread."""
+    """Bias per cohort over time (one panel per ladder) and the smart-vs-retail spread;
+    backfilled periods shaded, with a legend entry."""
     fig = Figure(figsize=(11, 8.6))
     axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 3, 2], "hspace": 0.22})
     times = history.times
+    shown: set[str] = set()
+    for first, last, source in backfilled_spans(history):
+        # Half an hour either side, so that a single state still shows as a band.
+        pad = dt.timedelta(minutes=30)
+        for i, ax in enumerate(axes):
+            label = BACKFILL_TITLES[source] if i == 2 and source not in shown else None
+            ax.axvspan(first - pad, last + pad, color=BAND_COLOUR, alpha=0.6, lw=0, label=label)
+        shown.add(source)
     for ax, ladder in zip(axes[:2], ("size", "pnl"), strict=True):
         cohorts = [c for c in COHORTS if c.ladder == ladder]
         palette = SIZE_LINE_COLOURS if ladder == "size" else PNL_LINE_COLOURS

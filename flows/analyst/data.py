@@ -19,6 +19,10 @@ from flows.analyst.scale import LADDER_ORDER, RETAIL_SEGMENTS, SMART_SEGMENTS, t
 from flows.settings import WINDOWS
 
 OI_WINDOW = "all"  # open interest = every open position: the board's coins are ranked on it
+# The marts' `source`: a live snapshot, or a state `ht backfill` reconstructed from HyperTracker's
+# history endpoints (every state, or the export's 12-hourly ones).
+LIVE = "heatmap"
+BACKFILLED = ("position_metrics", "segment_metrics_export")
 
 
 class ReportDataError(RuntimeError):
@@ -88,6 +92,7 @@ class History:
     bias: dict[int, list[float | None]]  # segment_id -> one value per time
     spread_pp: list[float | None]  # (smart - retail) * 100 per time
     daily_spread: list[tuple[dt.datetime, float | None]] = field(default_factory=list)  # mart
+    sources: list[str] = field(default_factory=list)  # the state's source per time (heatmap...)
 
 
 @dataclass
@@ -336,7 +341,8 @@ def load_histories(
             sum(long_usd) filter (where segment_id in ({smart}))
                 / nullif(sum(total_usd) filter (where segment_id in ({smart})), 0) as smart_bias,
             sum(long_usd) filter (where segment_id in ({retail}))
-                / nullif(sum(total_usd) filter (where segment_id in ({retail})), 0) as retail_bias
+                / nullif(sum(total_usd) filter (where segment_id in ({retail})), 0) as retail_bias,
+            any_value(source) as source
         from marts.fct_cohort_snapshots
         where
             coin = ? and "window" in (select unnest(?))
@@ -347,9 +353,10 @@ def load_histories(
         [coin, windows, since, until],
     ).fetchall()
     histories = {w: History(coin, w, [], {s: [] for s in LADDER_ORDER}, [], []) for w in windows}
-    for window, last_update, biases, segments, smart_bias, retail_bias in rows:
+    for window, last_update, biases, segments, smart_bias, retail_bias, source in rows:
         history = histories[window]
         history.times.append(last_update)
+        history.sources.append(source)
         by_segment = dict(zip(segments, biases, strict=True))
         for s in LADDER_ORDER:
             history.bias[s].append(by_segment.get(s))
@@ -479,6 +486,35 @@ def load_day_cells(
     return out
 
 
+DAY_SOURCE_COLUMNS = {"close_source", "previous_close_source"}
+
+
+def load_day_sources(
+    con: duckdb.DuckDBPyConnection, days: list[dt.date], windows: list[str]
+) -> dict[tuple[dt.date, str], tuple[str | None, str | None]]:
+    """(day, window) -> where the day's close and the previous day's came from (``source``).
+
+    Empty when the warehouse predates the columns (published by an older build)."""
+    if not has_relation(con, "coin_day_over_day", DAY_SOURCE_COLUMNS):
+        return {}
+    rows = con.execute(
+        'select distinct snapshot_date, "window", close_source, previous_close_source '
+        "from marts.coin_day_over_day "
+        'where snapshot_date in (select unnest(?)) and "window" in (select unnest(?))',
+        [days, windows],
+    ).fetchall()
+    return {(day, window): (close, previous) for day, window, close, previous in rows}
+
+
+def snapshot_source(con: duckdb.DuckDBPyConnection, snapshot_id: str) -> str | None:
+    """Where a snapshot came from: ``heatmap`` (live) or a backfill's source."""
+    row = con.execute(
+        "select any_value(source) from marts.fct_coin_snapshots where snapshot_id = ?",
+        [snapshot_id],
+    ).fetchone()
+    return row[0] if row else None
+
+
 def load_day_open_interest(
     con: duckdb.DuckDBPyConnection, days: list[dt.date], coins: list[str], window: str
 ) -> dict[tuple[dt.date, str], float]:
@@ -570,6 +606,9 @@ class HistoryGrid:
     # (window, coin) -> [(point, the daily mart's smart - retail at the day's close)]
     closes: dict[tuple[str, str], list[tuple[int, float | None]]]
     price: dict[str, list[float | None]] = field(default_factory=dict)  # coin -> mark price
+    # (window, coin) -> the source of each point's state (LIVE or one of BACKFILLED; None: no
+    # state of the coin there)
+    sources: dict[tuple[str, str], list[str | None]] = field(default_factory=dict)
 
 
 def load_history_grid(
@@ -603,7 +642,7 @@ def load_history_grid(
     rows = con.execute(
         f"""
         with snap as (
-            select "window", coin, last_update, segment_id, bias, long_usd, total_usd,
+            select "window", coin, last_update, segment_id, bias, long_usd, total_usd, source,
                 floor((epoch(last_update) - ?) / ?)::integer as point
             from marts.fct_cohort_snapshots
             where coin in (select unnest(?)) and "window" in (select unnest(?))
@@ -620,7 +659,8 @@ def load_history_grid(
             sum(s.long_usd) filter (where s.segment_id in ({smart}))
                 / nullif(sum(s.total_usd) filter (where s.segment_id in ({smart})), 0),
             sum(s.long_usd) filter (where s.segment_id in ({retail}))
-                / nullif(sum(s.total_usd) filter (where s.segment_id in ({retail})), 0)
+                / nullif(sum(s.total_usd) filter (where s.segment_id in ({retail})), 0),
+            any_value(s.source)
         from snap as s
         inner join closing as c
             on c."window" = s."window" and c.coin = s.coin and c.last_update = s.last_update
@@ -630,8 +670,10 @@ def load_history_grid(
     ).fetchall()
     bias: dict[tuple[str, str], dict[int, list[float | None]]] = {}
     spread: dict[tuple[str, str], list[float | None]] = {}
-    for window, coin, point, biases, segments, smart_bias, retail_bias in rows:
+    sources: dict[tuple[str, str], list[str | None]] = {}
+    for window, coin, point, biases, segments, smart_bias, retail_bias, source in rows:
         key = (window, coin)
+        sources.setdefault(key, [None] * points)[point] = source
         series = bias.setdefault(key, {s: [None] * points for s in LADDER_ORDER})
         for seg, b in zip(segments, biases, strict=True):
             if int(seg) in series:
@@ -652,6 +694,7 @@ def load_history_grid(
         point = int((close_at - start) // width)
         closes.setdefault((window, coin), []).append((point, pp))
     grid = HistoryGrid(start, bucket, points, first_at, last_at, bias, spread, closes)
+    grid.sources = sources
     if market:
         grid.price = load_price_grid(con, coins, start=start, until=until, bucket=bucket)
         for coin in grid.price:

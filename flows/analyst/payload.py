@@ -8,7 +8,11 @@ data and the flow/price split. So that a report stays small enough to keep one a
   significant digits, a bias to 1/10000, a change to 0.1pp), an empty field meaning NULL;
 - a history series is packed two characters a point (12 bits, a bias to 1/4095), ``..`` a
   missing point;
-- cells are listed coin by coin, each coin's 16 cohorts in ladder order (``coin * 16 + i``).
+- cells are listed coin by coin, each coin's 16 cohorts in ladder order (``coin * 16 + i``);
+- where a state came from is one character (:data:`SOURCE_CODES`): a day's close and the
+  previous day's per window and day (``cs``, ``ps``); a history's backfilled periods are
+  ``[first point, last point, code]`` per window and coin (``history.bands``, see
+  :func:`bands`); :data:`BACKFILL_LABELS` names the backfilled sources for the page's marks.
 
 Everything the page shows is derived here or in the script from these values alone; the
 colours use the ramp and scales of :mod:`flows.analyst.scale`, sent with the data.
@@ -20,7 +24,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flows.analyst import data
 from flows.analyst.data import Board, DayCell, DayDivergence, FlowPrice, HistoryGrid, MarketRow
@@ -44,6 +48,20 @@ PACK_LEVELS = 64 * 64 - 1
 PACK_NULL = ".."
 SPREAD_RANGE_PP = 100.0  # smart - retail lies in [-100, 100] bias points
 STATUS_CODES = {None: ".", "new": "n", "closed": "c", "gap": "g"}
+# The marts' `source`, one character each; "." = no state (a point or a day without one).
+SOURCE_CODES = {None: ".", data.LIVE: "h", "position_metrics": "p", "segment_metrics_export": "e"}
+# What the page calls a backfilled period, by code: the legend, the bands' labels, tooltips.
+BACKFILL_LABELS = {
+    "p": "backfilled: position metrics (every state)",
+    "e": "backfilled: 12-hourly export",
+}
+BACKFILL_NOTES = {
+    "p": "states that ht backfill (deep) reconstructed from HyperTracker's position metrics, "
+    "at the live pace",
+    "e": "states that ht backfill (quick) reconstructed from HyperTracker's segment-metrics "
+    "export, 12 hours apart (in force at 00:00 and 12:00 UTC): a dot is a state, a dashed line "
+    "joins two, nothing is known between them",
+}
 
 
 # --------------------------------------------------------------------------- encodings
@@ -77,6 +95,32 @@ def compact(value: float | None, digits: int = 3) -> str:
 
 def csv(values: Iterable[str]) -> str:
     return ",".join(values)
+
+
+def bands(sources: Sequence[str | None]) -> list[list[int | str]]:
+    """The backfilled periods of a series, one per run of points whose states were backfilled
+    from one source: ``[first, last, code]``, through the points between them that hold no
+    state; a live state (or another source) ends a run. The page shades them."""
+    out: list[list[int | str]] = []
+    run: list[int | str] | None = None
+    for i, source in enumerate(sources):
+        if source is None:
+            continue
+        code = source_code(source)
+        if code not in BACKFILL_LABELS:
+            run = None
+        elif run is not None and run[2] == code:
+            run[1] = i
+        else:
+            run = [i, i, code]
+            out.append(run)
+    return out
+
+
+def source_code(source: str | None) -> str:
+    """One character for a ``source`` (``.`` for none); an unknown source is ``?``, never
+    mistaken for live."""
+    return SOURCE_CODES.get(source, "?")
 
 
 def fixed(value: float | None, scale: float) -> str:
@@ -141,6 +185,12 @@ class Held:
     market: Mapping[tuple[dt.date, str], MarketRow] | None
     flow_price: Mapping[tuple[dt.date, str, str, int], FlowPrice] | None
     notes: Mapping[str, str]
+    # (day, window) -> (the close's source, the previous close's); empty: not known (an older
+    # warehouse), nothing is marked
+    day_sources: Mapping[tuple[dt.date, str], tuple[str | None, str | None]] = field(
+        default_factory=dict
+    )
+    snapshot_source: str | None = data.LIVE  # the report's own snapshot's
 
 
 def _day_views(held: Held) -> list[dict[str, object]]:
@@ -209,6 +259,14 @@ def _board_day(held: Held, window: str, day: dt.date) -> dict[str, str]:
         out["nc"] = csv(nc)
         out["f"] = csv(f)
         out["p"] = csv(p)
+    # Where D's close and D-1's came from (the day-over-day board); an older warehouse that
+    # does not say is taken as live: nothing marked.
+    unknown = (None, None) if held.day_sources else (data.LIVE, data.LIVE)
+    close, previous = held.day_sources.get((day, window), unknown)
+    out["cs"] = source_code(close)
+    out["ps"] = source_code(previous)
+    if snapshot is not None:
+        out["bs"] = source_code(held.snapshot_source)  # the bias board's own snapshot
     return out
 
 
@@ -264,6 +322,10 @@ def _history(held: Held) -> dict[str, object]:
             if held.market is not None
             else None
         ),
+        "bands": {
+            w: {c: b for c in held.coins if (b := bands(grid.sources.get((w, c), [])))}
+            for w in held.windows
+        },
     }
 
 
@@ -293,6 +355,8 @@ def document(held: Held) -> dict[str, object]:
         "divergence": {w: [_divergence_day(held, w, d) for d in held.days] for w in held.windows},
         "market": None if held.market is None else [_market_day(held, d) for d in held.days],
         "flow": held.flow_price is not None,
+        "backfill": BACKFILL_LABELS,
+        "backfill_notes": BACKFILL_NOTES,
         "history": _history(held),
         "notes": dict(held.notes),
     }

@@ -214,6 +214,8 @@ def render_report(
                 **({} if has_market else {"market": payload.MARKET_NOTE}),
                 **({} if has_flow else {"flow": payload.FLOW_NOTE}),
             },
+            day_sources=data.load_day_sources(con, days, windows),
+            snapshot_source=data.snapshot_source(con, snapshot_id),
         )
         signals = (
             data.load_signals(con, until=as_of, limit=SIGNALS_LISTED)

@@ -2,7 +2,9 @@
    #report-data (encodings: flows/analyst/payload.py) and draws the boards, the history charts
    and the divergence table; controls change the view and the address (#window=..&coin=..&day=..)
    so that a view is linkable. Colours follow flows/analyst/scale.py, whose ramp and scales come
-   with the data. The CSP forbids inline style attributes: styles are set through the DOM. */
+   with the data. The CSP forbids inline style attributes: styles are set through the DOM.
+   States that `ht backfill` reconstructed (D.backfill names them by code) are marked: a band
+   over their period on the history charts, a badge and a corner mark on the boards. */
 (function () {
   'use strict';
   var D = JSON.parse(document.getElementById('report-data').textContent);
@@ -26,7 +28,8 @@
       var r = D.boards[w][d];
       return {oi: nums(r.oi), b: nums(r.b, 1e4), v: nums(r.v), n: nums(r.n), c: nums(r.c, 10),
         u: nums(r.u), s: r.s, nc: r.nc ? nums(r.nc) : null, f: r.f ? nums(r.f) : null,
-        p: r.p ? nums(r.p) : null};
+        p: r.p ? nums(r.p) : null, cs: r.cs || '.', ps: r.ps || '.',
+        bs: r.bs === undefined ? (r.cs || '.') : r.bs};
     });
   }
   function market(d) {
@@ -126,6 +129,20 @@
   }
   function funding(v) {
     return v === null || v === undefined ? '–' : (v * 100).toFixed(4).replace('-', '−') + '%';
+  }
+  // ------------------------------------------------------------------ backfilled states
+  function backfilled(code) { return !!(code && D.backfill[code]); }
+  function dayMarks(bd) {
+    // Which side of the day-over-day comparison came from a backfilled close: 'D', 'D-1'.
+    var out = [];
+    if (backfilled(bd.cs)) { out.push('D'); }
+    if (backfilled(bd.ps)) { out.push('D-1'); }
+    return out;
+  }
+  function badge(id, text) {
+    var b = $(id);
+    b.textContent = text || '';
+    b.hidden = !text;
   }
 
   // ------------------------------------------------------------------ DOM helpers
@@ -271,6 +288,19 @@
     }
     td.title = tip.join('\n');
   }
+  function markCell(td, kind, bd, prevDay) {
+    // A value from a backfilled close: a line in the tooltip; on the change board a corner
+    // mark too (the change itself compares with, or is, a reconstructed state).
+    var lines = [];
+    if (kind === 'bias') {
+      lines.push('this state is ' + D.backfill[bd.bs]);
+    } else {
+      if (backfilled(bd.cs)) { lines.push('this close is ' + D.backfill[bd.cs]); }
+      if (backfilled(bd.ps)) { lines.push('the close of ' + prevDay + ' is ' + D.backfill[bd.ps]); }
+      if (!td.classList.contains('absent')) { td.classList.add('from-backfill'); }
+    }
+    td.title = td.title + '\n' + lines.join('\n');
+  }
   function renderBoard(kind) {
     var table = $(kind + '-board'), w = state.window, d = state.day;
     var bd = board(w, d), mk = kind === 'bias' ? market(d) : null;
@@ -281,6 +311,10 @@
     table.textContent = '';
     table.setAttribute('data-window', w);
     table.setAttribute('data-day', D.days[d].day);
+    // Backfilled closes: on the bias board its own state, on the change board D and D-1.
+    var marks = kind === 'bias' ? (backfilled(bd.bs) ? ['D'] : []) : dayMarks(bd);
+    if (marks.length) { table.setAttribute('data-backfilled', marks.join(' ')); } else { table.removeAttribute('data-backfilled'); }
+    var derived = backfilled(kind === 'bias' ? bd.bs : bd.cs);
     var r2 = head(table, kind, mk);
     var tbody = el('tbody'), rows = order(kind, bd, mk);
     rows.forEach(function (i) {
@@ -289,7 +323,7 @@
       var pick = el('button', {type: 'button', 'class': 'pick', title: 'show ' + coin + "'s history"}, coin);
       pick.addEventListener('click', function () { setCoin(coin); $('history').scrollIntoView(); });
       th.appendChild(pick);
-      th.appendChild(el('small', null, usd(bd.oi[i])));
+      th.appendChild(el('small', derived ? {title: 'open interest at a backfilled state: the size ladder\'s sum'} : null, usd(bd.oi[i])));
       tr.appendChild(th);
       if (mk) {
         tr.appendChild(el('td', {'class': 'market'}, price(mk.px[i])));
@@ -301,6 +335,7 @@
         var j = i * NC + k;
         var td = el('td', {'class': 'cell' + (k === PNL_START ? ' ladder-start' : ''), 'data-coin': coin, 'data-cohort': String(c.id)});
         if (kind === 'bias') { biasCell(td, bd, j, coin, c); } else { changeCell(td, bd, j, coin, c, prevDay); }
+        if (marks.length) { markCell(td, kind, bd, prevDay); }
         tr.appendChild(td);
       });
       tbody.appendChild(tr);
@@ -427,6 +462,72 @@
     flush();
     return d;
   }
+  // Backfilled periods of a coin's history (payload.bands): runs of points whose states
+  // `ht backfill` reconstructed, one source each, through the points between them that hold
+  // no state of the coin.
+  function bands(w, coin) {
+    var runs = (H.bands && H.bands[w] && H.bands[w][coin]) || [];
+    return runs.map(function (r) { return {from: r[0], to: r[1], code: r[2]}; });
+  }
+  function stateless(h, i) { return h.bias.every(function (b) { return b[i] === null; }); }
+  function bandAt(runs, i) {
+    for (var k = 0; k < runs.length; k++) { if (runs[k].from <= i && i <= runs[k].to) { return runs[k]; } }
+    return null;
+  }
+  // In a band, two states may be many points apart (the export's are 12 hours): a dashed
+  // line joins them across the points that hold no state at all, never across a state where
+  // the cohort held nothing, nor out of the band.
+  function bridges(values, x, y, runs, h) {
+    var d = '';
+    runs.forEach(function (r) {
+      var last = null;
+      for (var i = r.from; i <= r.to; i++) {
+        if (values[i] === null) { if (!stateless(h, i)) { last = null; } continue; }
+        if (last !== null && i - last > 1) {
+          d += 'M' + x(last).toFixed(1) + ' ' + y(values[last]).toFixed(1) + 'L' + x(i).toFixed(1) + ' ' + y(values[i]).toFixed(1);
+        }
+        last = i;
+      }
+    });
+    return d;
+  }
+  // A point no line of path() reaches (no neighbour on either side) would not show at all:
+  // a dot each.
+  function dots(s, values, x, y, r, cls) {
+    values.forEach(function (v, i) {
+      if (v !== null && (i === 0 || values[i - 1] === null) && (i === values.length - 1 || values[i + 1] === null)) {
+        s.appendChild(svg('circle', {cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: r, 'class': cls}));
+      }
+    });
+  }
+  function drawBands(c, runs, height, labelled) {
+    var m = c.margin;
+    runs.forEach(function (r) {
+      var x0 = Math.max(m.l, c.x(r.from - 0.5)), x1 = Math.min(c.width - m.r, c.x(r.to + 0.5));
+      var rect = svg('rect', {x: x0.toFixed(1), y: m.t, width: Math.max(2, x1 - x0).toFixed(1),
+        height: height - m.t - m.b, 'class': 'band', 'data-source': r.code});
+      var tip = svg('title');
+      tip.textContent = D.backfill[r.code] + ': ' + fmtTime(timeAt(r.from)) + ' to ' + fmtTime(timeAt(r.to + 1)) + ' UTC';
+      rect.appendChild(tip);
+      c.svg.appendChild(rect);
+      if (labelled && x1 - x0 >= 40) {
+        axisText(c.svg, x0 + 4, height - m.b - 5, x1 - x0 >= 170 ? D.backfill[r.code] : 'backfilled', 'start', 'band-label');
+      }
+    });
+  }
+  function historyLegend(runs) {
+    var box = $('history-legend'), seen = [];
+    box.textContent = '';
+    runs.forEach(function (r) { if (seen.indexOf(r.code) < 0) { seen.push(r.code); } });
+    seen.forEach(function (code) {
+      var line = el('span', {'class': 'legend-line', 'data-source': code});
+      line.appendChild(el('span', {'class': 'swatch band', 'aria-hidden': 'true'}));
+      line.appendChild(el('b', null, ' ' + D.backfill[code]));
+      line.appendChild(document.createTextNode(': ' + D.backfill_notes[code]));
+      box.appendChild(line);
+    });
+    box.hidden = !seen.length;
+  }
   function niceMax(m) {
     var steps = [5, 10, 20, 30, 40, 60, 80, 100];
     for (var i = 0; i < steps.length; i++) { if (m <= steps[i]) { return steps[i]; } }
@@ -460,7 +561,8 @@
     var phone = box.clientWidth < 600, height = phone ? 180 : 230;
     var hasPrice = h.price && h.price.some(function (v) { return v !== null; });
     var m = {l: 40, r: hasPrice ? 62 : 12, t: 14, b: 22};
-    var c = frame(box, height, m), s = c.svg;
+    var c = frame(box, height, m), s = c.svg, runs = bands(w, state.coin);
+    drawBands(c, runs, height, true);
     var present = h.spread.filter(function (v) { return v !== null; });
     var top = niceMax(Math.max.apply(null, present.map(Math.abs).concat([1])));
     var y = function (v) { return m.t + (top - v) / (2 * top) * (height - m.t - m.b); };
@@ -475,6 +577,8 @@
     s.appendChild(svg('path', {d: area(h.spread, c.x, y, 0, function (v) { return Math.max(v, 0); }), fill: hex(ramp(0.8)), 'class': 'area'}));
     s.appendChild(svg('path', {d: area(h.spread, c.x, y, 0, function (v) { return Math.min(v, 0); }), fill: hex(ramp(0.2)), 'class': 'area'}));
     s.appendChild(svg('path', {d: path(h.spread, c.x, y), 'class': 'spread'}));
+    if (runs.length) { s.appendChild(svg('path', {d: bridges(h.spread, c.x, y, runs, h), 'class': 'spread bridge'})); }
+    dots(s, h.spread, c.x, y, 2.5, 'dot spread-dot');
     h.closes.forEach(function (p) {
       if (p[1] !== null && p[0] < H.points) { s.appendChild(svg('circle', {cx: c.x(p[0]), cy: y(p[1]), r: 3.5, 'class': 'close'})); }
     });
@@ -491,7 +595,7 @@
     box.appendChild(s);
   }
   function drawMultiples(h) {
-    var box = $('multiples');
+    var box = $('multiples'), runs = bands(state.window, state.coin);
     [['size', 0, PNL_START], ['pnl', PNL_START, NC]].forEach(function (l) {
       var group = el('div', {'class': 'ladder-group'});
       group.appendChild(el('h3', null, D.ladders[l[0]]));
@@ -507,6 +611,7 @@
         grid.appendChild(panel);
         var height = 96, m = {l: 22, r: 4, t: 6, b: 14};
         var c = frame(panel, height, m), s = c.svg;
+        drawBands(c, runs, height, false);
         var y = function (v) { return m.t + (1 - v) * (height - m.t - m.b); };
         [0, 0.5, 1].forEach(function (v) {
           s.appendChild(svg('line', {x1: m.l, x2: c.width - m.r, y1: y(v), y2: y(v), 'class': v === 0.5 ? 'neutral' : 'grid'}));
@@ -516,9 +621,14 @@
           s.appendChild(svg('line', {x1: c.x(i), x2: c.x(i), y1: m.t, y2: height - m.b, 'class': 'grid'}));
         });
         for (var o = l[1]; o < l[2]; o++) {
-          if (o !== k) { s.appendChild(svg('path', {d: path(h.bias[o], c.x, y), 'class': 'context'})); }
+          if (o !== k) {
+            s.appendChild(svg('path', {d: path(h.bias[o], c.x, y), 'class': 'context'}));
+            if (runs.length) { s.appendChild(svg('path', {d: bridges(h.bias[o], c.x, y, runs, h), 'class': 'context bridge'})); }
+          }
         }
         s.appendChild(svg('path', {d: path(h.bias[k], c.x, y), 'class': 'own'}));
+        if (runs.length) { s.appendChild(svg('path', {d: bridges(h.bias[k], c.x, y, runs, h), 'class': 'own bridge'})); }
+        dots(s, h.bias[k], c.x, y, 1.8, 'dot own-dot');
         panel.appendChild(s);
       }
     });
@@ -552,6 +662,8 @@
     var parts = [(i === null ? 'latest: ' : '') + fmtTime(t) + '–' + fmtTime(new Date(end)).slice(11) + ' UTC'];
     parts.push('smart − retail ' + pp(h.spread[at], ' pts'));
     if (h.price) { parts.push('price ' + price(h.price[at])); }
+    var band = bandAt(bands(state.window, state.coin), at);
+    if (band) { parts.push((stateless(h, at) ? 'no state here · ' : '') + D.backfill[band.code]); }
     out.textContent = parts.join(' · ');
   }
   function renderHistory() {
@@ -571,6 +683,7 @@
         ' days held, ' + bucketLabel() + ' closes: the last snapshot of each)';
     }
     $('history-title').textContent = title;
+    historyLegend(bands(state.window, state.coin));
     drawOverview(h, state.window);
     drawMultiples(h);
     hover(state.hover);
@@ -580,7 +693,9 @@
   function renderDivergence() {
     var t = $('divergence-table'), w = state.window, d = state.day, dv = divergence(w, d), bd = board(w, d);
     t.textContent = '';
-    $('divergence-title').textContent = '· window ' + w + ' · ' + D.days[d].label;
+    var marks = dayMarks(bd);
+    $('divergence-title').textContent = '· window ' + w + ' · ' + D.days[d].label +
+      (marks.length ? ' · ' + marks.join(' and ') + ' backfilled' : '');
     var head = el('tr');
     // The gap and its change first: on a phone they are what shows without scrolling.
     ['coin', 'smart − retail', 'vs previous close', 'smart bias', 'smart notional', 'retail bias', 'retail notional', 'open interest'].forEach(function (h) {
@@ -624,9 +739,13 @@
       b.setAttribute('aria-pressed', String(b.getAttribute('data-show') === state.window));
     });
     $('day').value = String(state.day);
-    $('day-label').textContent = D.days[state.day].label;
+    var bd = board(state.window, state.day), marks = dayMarks(bd);
+    $('day-label').textContent = D.days[state.day].label + (backfilled(bd.cs) ? ' · backfilled' : '');
     $('board-title').textContent = '· window ' + state.window + ' · ' + D.days[state.day].board;
     $('change-title').textContent = '· window ' + state.window + ' · ' + D.days[state.day].change;
+    badge('board-source', backfilled(bd.bs) ? D.backfill[bd.bs] : '');
+    badge('change-source', marks.length ? (marks.length === 2 ? 'D and D-1' : marks[0]) + ' ' +
+      D.backfill[backfilled(bd.cs) ? bd.cs : bd.ps] : '');
     renderBoard('bias');
     renderBoard('change');
     renderDivergence();
