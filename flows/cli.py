@@ -94,7 +94,16 @@ def _command(name: str, data_dir: Path | None, debug: bool) -> Iterator[None]:
 
 @app.command()
 def demo(
-    days: Annotated[float, typer.Option(help="Simulated days of history to collect.")] = 7.0,
+    days: Annotated[
+        float, typer.Option(help="Simulated days of history (backfill: up to 7).")
+    ] = 7.0,
+    live_hours: Annotated[
+        float,
+        typer.Option(
+            help="Hours of live snapshots at the end; the rest comes from a quick backfill "
+            "(as long as --days: every state live)."
+        ),
+    ] = 6.0,
     seed: Annotated[int, typer.Option(help="Seed of the simulated market.")] = 7,
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Where the demo writes (kept apart from data/).")
@@ -111,7 +120,13 @@ def demo(
         from flows.prefect_api import prefect_api
 
         with prefect_api(load_settings(), services=False):
-            run_demo(days=days, seed=seed, data_dir=data_dir.resolve(), console=console)
+            run_demo(
+                days=days,
+                live_hours=live_hours,
+                seed=seed,
+                data_dir=data_dir.resolve(),
+                console=console,
+            )
 
 
 @app.command()

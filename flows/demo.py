@@ -2,8 +2,11 @@
 
 1. start the simulated API on 127.0.0.1 with a fresh random token (HyperTracker's API and
    Hyperliquid's info API, from one simulated market);
-2. walk its clock through N days of states and take every snapshot through the production
-   client, archive and lake code (as `serve` would have over those days);
+2. history as a new user gets it: a quick ``ht backfill`` (HyperTracker's segment-metrics
+   exports, 12-hourly over the past week, through the production history client, archive
+   and lake code), then the clock walked through the last hours of states, each snapshot
+   taken as ``serve`` would have taken it (``--live-hours`` as long as ``--days``: every
+   state live, no backfill);
 3. load DuckDB, ``dbt build``, publish ``analytics.duckdb``: the Prefect warehouse flow;
 4. one more state, taken by the scheduled ELT flow exactly as ``serve`` runs it;
 5. the dbt docs site and the heatmap report; then a short tour of what was built.
@@ -47,8 +50,32 @@ def demo_environment(base_url: str, token: str, data_dir: Path, info_url: str) -
     )
 
 
-def collect_history(api, days: float, console: Console) -> int:  # api: SimulatedApi
-    """Take every simulated state from ``days`` ago until now, with a progress bar."""
+# The quick backfill's exports reach this far back (../shared/reference/history-endpoints.md).
+EXPORT_DAYS = 7
+
+
+def backfill_history(console: Console) -> None:
+    """A quick ``ht backfill`` of every coin on the heatmap, at the simulator's current time:
+    the plan, the fetch with its progress bar, the landing and the summary, as printed to a
+    user (the warehouse is built later, once the live states are in the lake too)."""
+    from flows.backfill.run import Options, run_backfill, summary_lines
+
+    options = Options(depth="quick", coins=(), top=100_000, windows=None, start=None)
+    outcome = run_backfill(
+        get_settings(),
+        options,
+        console=console,
+        progress_console=console,
+        confirm=None,
+        force=False,
+        build=lambda: None,
+    )
+    for line in summary_lines(outcome):
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def collect_history(api, since: datetime, end: datetime, console: Console) -> int:
+    """Take every simulated state from ``since`` until ``end``, with a progress bar."""
     from flows.hyperliquid.client import HyperliquidClient
     from flows.hypertracker.client import HyperTrackerClient
     from flows.lake.from_archive import archive_for
@@ -56,11 +83,8 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
 
     settings = get_settings()
     archive = archive_for(settings)
-    # Stop half an hour short of now: the scheduled run that follows takes the next state,
-    # which then still lies in the past, as a real state would.
-    end = datetime.now(UTC) - timedelta(minutes=35)
-    api.set_time(end - timedelta(days=days))
-    total = int(days * 24 * 60 / 22.5)  # states come every 15-30 minutes
+    api.set_time(since)
+    total = int((end - since).total_seconds() / 60 / 22.5)  # states come every 15-30 minutes
     taken = 0
     # A line per snapshot would bury the progress bar: only warnings while collecting.
     flows_log = logging.getLogger("flows")
@@ -90,10 +114,24 @@ def collect_history(api, days: float, console: Console) -> int:  # api: Simulate
     return taken
 
 
-def build_demo_warehouse(*, days: float, seed: int, data_dir: Path, console: Console) -> None:
-    """Steps 1-4: simulated API, N days of snapshots, warehouse, one scheduled run."""
+def build_demo_warehouse(
+    *, days: float, seed: int, data_dir: Path, console: Console, live_hours: float | None = None
+) -> None:
+    """Steps 1-4: simulated API, N days of history, warehouse, one scheduled run.
+
+    The history is a quick backfill plus the last ``live_hours`` of live snapshots; with
+    ``live_hours`` None (or at least ``days`` long) every state of the N days is taken live.
+    """
     from flows.pipeline import elt_flow, warehouse_flow
     from simulator.server import SimulatedApi
+
+    live = days * 24 if live_hours is None else min(live_hours, days * 24)
+    backfilled = days * 24 - live
+    if backfilled > 0 and days > EXPORT_DAYS:
+        raise ValueError(
+            f"--days {days:g}: a quick backfill reaches {EXPORT_DAYS} days back; choose "
+            f"--days {EXPORT_DAYS} or less, or --live-hours {days * 24:g} to collect every day live"
+        )
 
     token = secrets.token_urlsafe(24)
     # The market's history begins a little before the demo's window so that its first
@@ -108,9 +146,25 @@ def build_demo_warehouse(*, days: float, seed: int, data_dir: Path, console: Con
         console.rule("[bold]1. simulated HyperTracker API")
         console.print(f"listening on {api.base_url} (seed {seed}); token kept in memory only")
 
-        console.rule(f"[bold]2. {days:g} days of snapshots")
+        # Stop half an hour short of now: the scheduled run that follows takes the next
+        # state, which then still lies in the past, as a real state would.
+        end = datetime.now(UTC) - timedelta(minutes=35)
+        since = end - timedelta(hours=live)
+        if backfilled > 0:
+            console.rule(f"[bold]2a. {days:g} days of history: a quick backfill (`ht backfill`)")
+            console.print(
+                "HyperTracker's segment-metrics exports: every coin's 16 cohorts and 4 "
+                f"windows, 12-hourly over the past week (this market began {days + 1:g} days "
+                "ago), marked source = 'segment_metrics_export' in the marts",
+                soft_wrap=True,
+            )
+            t0 = time.perf_counter()
+            api.set_time(since)
+            backfill_history(console)
+            console.print(f"backfilled in {time.perf_counter() - t0:.1f}s", soft_wrap=True)
+        console.rule(f"[bold]2{'b' if backfilled > 0 else ''}. {live:g} hours of live snapshots")
         t0 = time.perf_counter()
-        taken = collect_history(api, days, console)
+        taken = collect_history(api, since, end, console)
         console.print(f"{taken} snapshots archived and landed in {time.perf_counter() - t0:.1f}s")
 
         console.rule("[bold]3. warehouse: load -> dbt build -> publish (Prefect)")
@@ -122,10 +176,14 @@ def build_demo_warehouse(*, days: float, seed: int, data_dir: Path, console: Con
         console.print(summary.to_markdown())
 
 
-def run_demo(*, days: float, seed: int, data_dir: Path, console: Console) -> None:
+def run_demo(
+    *, days: float, live_hours: float, seed: int, data_dir: Path, console: Console
+) -> None:
     """The whole demo: the warehouse, then the docs site and the report, then a tour."""
     started = time.perf_counter()
-    build_demo_warehouse(days=days, seed=seed, data_dir=data_dir, console=console)
+    build_demo_warehouse(
+        days=days, seed=seed, data_dir=data_dir, console=console, live_hours=live_hours
+    )
     console.rule("[bold]5. docs site and report")
     from flows.analyst import build_docs, write_report
 
@@ -182,7 +240,8 @@ def tour(data_dir: Path, docs: Path, report: Path, seconds: float, console: Cons
         f"""
 [bold]What was built[/] (all under {data_dir}):
   archive/    every API body, verbatim (zstd) with a manifest per snapshot; market/ holds
-              each snapshot's Hyperliquid prices, prices/ the board's candles and funding
+              each snapshot's Hyperliquid prices, prices/ the board's candles and funding,
+              history/ the backfill's exports
   lake/       the same as typed Parquet, one file per snapshot per table (prices: per day)
   warehouse/  build.duckdb (the pipeline's) and [bold]analytics.duckdb[/] (yours)
   reports/    [bold]{report}[/]

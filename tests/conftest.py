@@ -108,3 +108,29 @@ def demo_warehouse(
     for key in [k for k in os.environ if k.startswith("HT_")]:
         del os.environ[key]
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def demo_backfilled_warehouse(
+    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A warehouse built as ``make demo`` builds it: a quick backfill of the simulated market
+    (2 days) plus its last 6 hours of live states, shared by the session; tests must only
+    read it. The environment is restored once it is built (``demo_warehouse`` keeps
+    ``HT_DATA_DIR``): pass its folder explicitly, e.g. ``get_settings(data_dir=...)``.
+    """
+    from rich.console import Console
+
+    from flows.demo import build_demo_warehouse
+
+    data_dir = tmp_path_factory.mktemp("demo-backfilled") / "data"
+    saved = {k: v for k, v in os.environ.items() if k.startswith("HT_")}
+    try:
+        build_demo_warehouse(
+            days=2, seed=7, data_dir=data_dir, console=Console(quiet=True), live_hours=6
+        )
+    finally:
+        for key in [k for k in os.environ if k.startswith("HT_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+    return data_dir
