@@ -796,6 +796,149 @@ def test_market_data_when_the_warehouse_has_it(
     assert not recorder.outside(), recorder.outside()
 
 
+# --------------------------------------------------------------------------- backfilled history
+
+EXPORT_LABEL = "backfilled: 12-hourly export"  # payload.BACKFILL_LABELS["e"]
+
+
+@pytest.fixture(scope="module")
+def backfilled_settings(request: pytest.FixtureRequest) -> Settings:
+    """A demo whose history is a quick backfill (12-hourly export states) and 6 live hours:
+    ``HT_REPORT_BACKFILLED_DEMO=<data folder>`` if set, else the session's."""
+    given = os.environ.get("HT_REPORT_BACKFILLED_DEMO")
+    folder = Path(given) if given else request.getfixturevalue("demo_backfilled_warehouse")
+    return get_settings(data_dir=folder)
+
+
+@pytest.fixture(scope="module")
+def backfilled_site(
+    backfilled_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("backfilled") / "reports"
+    write_report(backfilled_settings, out_dir=out)
+    return out
+
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace(" UTC", ""))
+
+
+@pytest.mark.browser
+def test_backfilled_periods_are_marked(
+    backfilled_site: Path, backfilled_settings: Settings, browser, shots: Path
+) -> None:
+    con = duckdb.connect(str(backfilled_settings.analytics_db_path), read_only=True)
+    try:
+        exported, first_live = con.execute(
+            "select max(last_update) filter (where source = 'segment_metrics_export'), "
+            "min(last_update) filter (where source = 'heatmap') "
+            "from marts.fct_coin_snapshots where coin = 'BTC' and \"window\" = 'all'"
+        ).fetchone()  # type: ignore[misc]
+        backfilled_days = [
+            f"{r[0]:%Y-%m-%d}"
+            for r in con.execute(
+                "select distinct snapshot_date from marts.coin_day_over_day "
+                "where \"window\" = 'all' and close_source = 'segment_metrics_export' "
+                "order by 1"
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    assert exported is not None
+    assert first_live is not None
+    assert exported < first_live  # the history: backfilled, then live
+    assert backfilled_days
+    document = page_data((backfilled_site / "latest.html").read_text(encoding="utf-8"))
+    assert document["backfill"]["e"] == EXPORT_LABEL
+    assert document["history"]["bands"]["all"]["BTC"]  # the payload holds the period
+    context, recorder = browser
+    with running_site(backfilled_site) as url:
+        page = open_report(context, recorder, url + "latest.html", DESKTOP)
+        assert page.get_attribute("body", "data-coin") == "BTC"
+        # The history: a band over the backfilled period, labelled, with a legend entry.
+        band = page.locator('#overview rect.band[data-source="e"]')
+        assert band.count() == 1
+        tip = band.locator("title").text_content() or ""
+        assert tip.startswith(EXPORT_LABEL + ": ")
+        since, until = (_utc(t) for t in tip.removeprefix(EXPORT_LABEL + ": ").split(" to "))
+        assert since <= exported < until <= first_live  # its span, and never over live states
+        assert EXPORT_LABEL in page.locator("#overview .band-label").all_text_contents()
+        assert page.locator("#multiples rect.band").count() == 16  # every cohort's panel
+        legend = page.locator("#history-legend")
+        assert legend.is_visible()
+        assert EXPORT_LABEL in (legend.text_content() or "")
+        assert legend.locator(".swatch.band").count() == 1
+        # The export's states are 12 hours apart: dots for the states, dashed joins.
+        assert page.locator("#overview .spread-dot").count() >= 2
+        assert len(page.get_attribute("#overview path.spread.bridge", "d") or "") > 10
+        band_box = band.bounding_box()
+        chart = page.locator("#overview svg")
+        chart_box = chart.bounding_box()
+        assert band_box is not None
+        assert chart_box is not None
+        chart.hover(position={"x": band_box["x"] - chart_box["x"] + band_box["width"] / 2, "y": 80})
+        assert EXPORT_LABEL in (page.text_content("#readout") or "")
+
+        # The newest day is live, compared with a backfilled close: D-1 marked.
+        assert page.locator("#board-source").is_hidden()
+        badge = page.locator("#change-source")
+        assert badge.is_visible()
+        assert (badge.text_content() or "").startswith("D-1 backfilled")
+        assert page.get_attribute("#change-board", "data-backfilled") == "D-1"
+        marked = page.locator("#change-board td.cell.from-backfill")
+        assert marked.count() > 0
+        assert marked.count() == page.locator("#change-board td.cell:not(.absent)").count()
+        previous = backfilled_days[-1]
+        assert f"the close of {previous} is {EXPORT_LABEL}" in (
+            marked.first.get_attribute("title") or ""
+        )
+        view_shots(page, shots, "desktop-backfilled")
+
+        # A backfilled day on the slider: its board and its change are marked too.
+        index = [d["day"] for d in document["days"]].index(previous)
+        page.eval_on_selector(
+            "#day", f"d => {{ d.value = '{index}'; d.dispatchEvent(new Event('input')); }}"
+        )
+        assert (page.text_content("#day-label") or "").endswith("· backfilled")
+        assert page.text_content("#board-source") == EXPORT_LABEL
+        assert page.get_attribute("#bias-board", "data-backfilled") == "D"
+        assert "this state is " + EXPORT_LABEL in (
+            page.locator("#bias-board td.cell").first.get_attribute("title") or ""
+        )
+        assert "D" in (page.get_attribute("#change-board", "data-backfilled") or "").split()
+        view_shots(page, shots, "desktop-backfilled-day")
+        phone = open_report(context, recorder, url + "latest.html", PHONE)
+        assert phone.locator("#overview rect.band").count() == 1
+        view_shots(phone, shots, "phone-backfilled")
+    assert not recorder.errors, recorder.errors
+    assert not recorder.outside(), recorder.outside()
+
+
+@pytest.mark.browser
+def test_live_only_history_has_no_backfill_marks(site: Path, browser) -> None:
+    document = page_data((site / "latest.html").read_text(encoding="utf-8"))
+    assert document["history"]["bands"] == {w: {} for w in document["windows"]}
+    for boards in document["boards"].values():
+        assert {(b["cs"], b["ps"]) for b in boards} <= {("h", "h"), ("h", ".")}
+    context, recorder = browser
+    with running_site(site) as url:
+        page = open_report(context, recorder, url + "latest.html", DESKTOP)
+        for index in range(len(document["days"])):
+            page.eval_on_selector(
+                "#day", f"d => {{ d.value = '{index}'; d.dispatchEvent(new Event('input')); }}"
+            )
+            assert "backfilled" not in (page.text_content("#day-label") or "")
+            assert page.locator("#board-source").is_hidden()
+            assert page.locator("#change-source").is_hidden()
+            assert page.locator("td.from-backfill").count() == 0
+            assert page.locator("table[data-backfilled]").count() == 0
+        assert page.locator("svg rect.band").count() == 0
+        assert page.locator("#history-legend").is_hidden()
+        page.locator("#overview svg").hover(position={"x": 300, "y": 80})
+        assert "backfilled" not in (page.text_content("#readout") or "")
+    assert not recorder.errors, recorder.errors
+
+
 def test_latest_is_never_replaced_by_an_older_snapshot(
     site: Path, settings: Settings, expected: dict[str, object], tmp_path: Path
 ) -> None:
