@@ -180,8 +180,9 @@ class HyperTrackerClient:
 
     ``transport``, ``sleep``, ``clock``, ``rng`` and ``limiter`` are for tests: a mock
     transport, a sleep that records instead of waiting, a fake clock, a fixed jitter draw.
-    ``on_request`` is called just before each request is sent (retries included), so that a
-    quota ledger counts every request, even of a process killed a moment later.
+    ``on_request`` is called before each request takes its rate-limit slot and is sent
+    (retries included), so that a quota ledger counts every request, even of a process
+    killed a moment later.
     """
 
     def __init__(
@@ -321,11 +322,14 @@ class HyperTrackerClient:
         retry_after: float | None = None
         attempt = 0
         for attempt in range(1, s.max_attempts + 1):
-            self._limiter.acquire()
+            # Counted before it waits for its slot: the slot's time must be the send's (the
+            # server counts a request when it arrives, and the ledger's fsyncs take up to
+            # tens of ms under load), and a kill while waiting over-counts one, never under.
             with self._count_lock:
                 self._request_count += 1
                 if self._on_request is not None:
                     self._on_request()
+            self._limiter.acquire()
             status, retry_after, excerpt = None, None, ""
             try:
                 response = self._http.get(path, params=params, follow_redirects=follow_redirects)

@@ -608,6 +608,36 @@ def test_the_quota_ledger_counts_each_request_before_it_is_sent(
     assert Ledger.open(settings).day_count == 3
 
 
+def test_a_slow_ledger_write_does_not_eat_into_the_rate_limits_minute(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # The simulator found it (bench/backfill.py): a slot stamped before the ledger's fsyncs
+    # let the 61st request reach the server within 60 s of the 1st, which it answered 429.
+    settings = make_settings(data_dir=tmp_path, requests_per_minute=2)
+    sent: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(clock())
+        return httpx.Response(200, json={"lastUpdate": "x"})
+
+    writes = iter([0.040, 0.001, 0.001])  # the first write's fsyncs are slow, the rest not
+
+    def slow_ledger_write() -> None:
+        clock.now += next(writes)
+
+    with HyperTrackerClient(
+        settings,
+        transport=httpx.MockTransport(handler),
+        sleep=clock.sleep,
+        clock=clock,
+        rng=lambda: 0.0,
+        on_request=slow_ledger_write,
+    ) as client:
+        for _ in range(3):
+            client.get("status", "/hypertracker/state/status")
+    assert sent[2] - sent[0] >= 60.0, sent
+
+
 def test_a_token_a_header_cannot_carry_is_named_and_never_echoed(clock: FakeClock) -> None:
     # The settings refuse such a token; this checks the client's own scrubbing behind them.
     # On a real connection h11 refuses the header and names its value, escaped as bytes.
