@@ -49,6 +49,9 @@ KEPT_AFTER = {
     "good state; the next run builds again",
     "publish": "the snapshot is archived, loaded and built; analytics.duckdb still holds the "
     "last good state; the next run publishes again",
+    # The last step, after the publish (flows.pipeline.elt_flow says why).
+    "price history": "the state is published; the price history that arrived is archived, "
+    "and the next run lands and builds it",
 }
 
 

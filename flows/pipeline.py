@@ -1,8 +1,9 @@
 """The flows. Read top to bottom, they are the pipeline:
 
     snapshot   state -> four windows -> validate -> archive -> market -> lake
-    warehouse  lake (read in place) -> load ledger -> dbt build -> publish analytics.duckdb
-    elt        snapshot, price history, then warehouse (what the schedule runs)
+    warehouse  price history -> lake (read in place) -> load ledger -> dbt build -> publish
+    elt        snapshot -> load -> dbt build -> publish, then price history (what the
+               schedule runs: the candles it lands are built by the next run)
     report     analytics.duckdb -> the heatmap report (on its own, slower schedule)
     rebuild    archive -> lake -> warehouse, from the raw archive alone
 
@@ -107,7 +108,7 @@ def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
 @task(name="price history", **TASK_OPTS)
 def fetch_price_history(settings: Settings) -> price_history.PriceHistoryOutcome:
     """Candles and funding for the board's coins, only what the lake lacks (within the run's
-    weight); never raises: a failure is reported and the heatmap goes on to be published."""
+    weight); never raises: a failure is reported and the run goes on."""
     log = get_run_logger()
     try:
         with HyperliquidClient(settings) as info:
@@ -273,14 +274,20 @@ def report_flow() -> str:
 
 @flow(name="hypertracker-warehouse")
 def warehouse_flow() -> dict[str, Any]:
-    """Lake -> DuckDB -> dbt build -> publish."""
+    """Price history -> lake -> DuckDB -> dbt build -> publish.
+
+    For a warehouse wanted whole at once (the demo builds its history with it): the board's
+    candles and funding come first, so that this publish holds them. The scheduled run
+    (``elt_flow``) fetches them after its publish instead.
+    """
     settings = get_settings()
     with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="warehouse run"):
+        prices = fetch_price_history(settings)
         loaded = load(settings)
         outcome, held = build_tested(settings)
         published = publish_task(settings)
         freshness(settings)
-    return {"load": loaded, "dbt": outcome, "held": held, "publish": published}
+    return {"prices": prices, "load": loaded, "dbt": outcome, "held": held, "publish": published}
 
 
 @task(name="complete what earlier runs left", **TASK_OPTS)
@@ -326,13 +333,21 @@ def check_quota(settings: Settings) -> int:
 
 @flow(name="hypertracker-elt")
 def elt_flow(force: bool = False) -> RunSummary:
-    """What the schedule runs: snapshot -> load -> dbt build -> publish, one writer at a time.
+    """What the schedule runs: snapshot -> load -> dbt build -> publish, then price history,
+    one writer at a time.
 
     Every run first completes what an earlier one left undone (a snapshot archived but not
     landed, a load not yet built, a build not yet published), whether or not the state has
-    changed since. A run with nothing new and nothing pending ends quickly as "no new data";
-    one that would exceed the API quota, or finds another run still writing, does not start
-    and says why. Snapshots whose rows fail a dbt test are held back, and the rest published.
+    changed since. A run with nothing new and nothing pending skips the build and publish as
+    "no new data"; one that would exceed the API quota, or finds another run still writing,
+    does not start and says why. Snapshots whose rows fail a dbt test are held back, and the
+    rest published.
+
+    The price history (candles and funding up to the newest snapshot) comes last, in every
+    run that started, so that a new state never waits for it: a first history, paced by
+    ``HT_PRICE_HISTORY_WEIGHT_PER_RUN``, takes tens of seconds. What it lands is built and
+    published by the next run that publishes (the next new state); until then the marts
+    hold the candles up to the state before.
     """
     settings = get_settings()
     log = get_run_logger()
@@ -345,22 +360,22 @@ def elt_flow(force: bool = False) -> RunSummary:
                 summary.caught_up = catch_up(settings)
             with summary.step("snapshot"):
                 summary.snapshot = snapshot_flow(force=force)
-            with summary.step("price history"):
-                summary.prices = fetch_price_history(settings)
             with summary.step("load"):
                 summary.load = load(settings)
             if _nothing_to_publish(settings):
                 summary.outcome = "no new data"
-                return summary
-            with summary.step("dbt build"):
-                summary.dbt, summary.held = build_tested(settings)
-            with summary.step("publish"):
-                summary.publish = publish_task(settings)
-            # Alerts (issue 16): new signal events to the configured channels; never fails.
-            deliver_alerts(settings)
-            summary.outcome = "published"
-            freshness(settings)
-            summary.moves = largest_bias_moves(settings.analytics_db_path)
+            else:
+                with summary.step("dbt build"):
+                    summary.dbt, summary.held = build_tested(settings)
+                with summary.step("publish"):
+                    summary.publish = publish_task(settings)
+                # Alerts (issue 16): new signal events to the configured channels; never fails.
+                deliver_alerts(settings)
+                summary.outcome = "published"
+                freshness(settings)
+                summary.moves = largest_bias_moves(settings.analytics_db_path)
+            with summary.step("price history"):
+                summary.prices = fetch_price_history(settings)
     except (QuotaWouldBeExceeded, RunLocked) as exc:
         log.warning("%s", exc)
         summary.outcome = f"skipped: {exc}"

@@ -8,6 +8,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow.compute as pc
 import pytest
 
@@ -27,6 +28,15 @@ DEXES = ["", "flx", "km", "vntl", "xyz"]
 
 def lake(table: str) -> list[dict]:
     return read_lake_rows(get_settings().lake_dir, table).to_pylist()
+
+
+def published(sql: str) -> list[tuple]:
+    """Rows of ``sql`` in the published analytics.duckdb."""
+    con = duckdb.connect(str(get_settings().analytics_db_path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
 
 
 def update_prices() -> price_history.PriceHistoryOutcome:
@@ -238,3 +248,53 @@ def test_an_elt_run_publishes_when_the_info_api_is_down(
     assert summary.prices.error is None
     assert summary.prices.candles > 0
     assert all(not r["token_seen"] for r in sim.info_requests())
+
+
+def test_an_elt_run_publishes_before_the_price_history_and_the_next_run_builds_it(
+    env: Path, sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The price step finds the new state already published; its failure fails nothing.
+    seen: list[list[tuple]] = []
+
+    def too_slow(*args: object) -> price_history.PriceHistoryOutcome:
+        seen.append(published("SELECT snapshot_id FROM lake.loads"))
+        raise TimeoutError("candles took too long")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(price_history, "update", too_slow)
+        first = pipeline.elt_flow()
+    assert first.outcome == "published"
+    assert seen == [[(first.snapshot.snapshot_id,)]]
+    assert list(first.timings)[-1] == "price history"
+    assert "candles took too long" in first.prices.error
+    assert "price history failed" in first.to_markdown()
+
+    # The same state: nothing to build or publish, but the price history is fetched (up to
+    # the newest snapshot); the published marts do not hold it yet.
+    second = pipeline.elt_flow()
+    assert second.outcome == "no new data"
+    assert second.prices.error is None
+    assert second.prices.candles > 0
+    assert published("SELECT count(*) FROM marts.fct_price_candles_hourly") == [(0,)]
+
+    # The next state's run builds and publishes what the run before it landed.
+    sim.advance_to_next_state()
+    third = pipeline.elt_flow()
+    assert third.outcome == "published"
+    ((candles,),) = published("SELECT count(*) FROM marts.fct_price_candles_hourly")
+    assert candles >= second.prices.candles
+    ((priced,),) = published(
+        "SELECT count(*) FROM marts.fct_forward_returns "
+        f"WHERE snapshot_id = '{first.snapshot.snapshot_id}' AND price_at_snapshot IS NOT NULL"
+    )
+    assert priced > 0
+
+
+def test_the_warehouse_flow_publishes_with_the_price_history_at_once(env: Path, sim) -> None:
+    snapshot_flow()
+    result = pipeline.warehouse_flow()
+    assert result["prices"].error is None
+    assert result["prices"].candles > 0
+    assert published("SELECT count(*) FROM marts.fct_price_candles_hourly") == [
+        (result["prices"].candles,)
+    ]
