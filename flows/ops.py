@@ -21,7 +21,7 @@ from rich.table import Table
 
 from flows.prefect_api import prefect_api, quiet_prefect_tracebacks
 from flows.settings import Settings, get_settings
-from flows.transform import read_freshness
+from flows.transform import Freshness, snapshot_freshness
 
 DEPLOYMENT_NAME = "scheduled"
 
@@ -220,6 +220,9 @@ def print_status(settings: Settings, *, console: Console) -> None:
                     "newest snapshot",
                     f"{about[0]} UTC ({age.total_seconds() / 60:,.0f} min ago)",
                 )
+                freshness = snapshot_freshness(settings, age.total_seconds())
+                if freshness is not None:
+                    table.add_row("freshness", _freshness_text(freshness))
                 table.add_row("snapshots", f"{about[1]:,}")
                 table.add_row("published at", f"{about[2]} UTC")
             for (name,) in con.execute(
@@ -241,14 +244,6 @@ def print_status(settings: Settings, *, console: Console) -> None:
             "analytics.duckdb",
             "[yellow]not published yet[/]: `ht run` builds it here; the demo's is in "
             "data/demo (`ht status --data-dir data/demo`)",
-        )
-    freshness = read_freshness(settings)
-    if freshness is not None:
-        colour = {"pass": "green", "warn": "yellow"}.get(freshness.status, "red")
-        table.add_row(
-            "freshness (dbt)",
-            f"[{colour}]{freshness.status}[/] as of {freshness.snapshotted_at} "
-            "(thresholds: dbt_project/models/staging/hypertracker/_hypertracker__sources.yml)",
         )
     last = settings.state_dir / "last_run.json"
     if last.exists():
@@ -273,6 +268,19 @@ def print_status(settings: Settings, *, console: Console) -> None:
     ):
         table.add_row(f"disk: {label}", _human(_dir_size(path)))
     console.print(table)
+
+
+def _freshness_text(freshness: Freshness) -> str:
+    colour = {"pass": "green", "warn": "yellow"}.get(freshness.status, "red")
+    limits = ", ".join(
+        f"{word} after {seconds / 3600:g} h"
+        for word, seconds in (("warn", freshness.warn_after_s), ("error", freshness.error_after_s))
+        if seconds is not None
+    )
+    return (
+        f"[{colour}]{freshness.status}[/] ({limits or 'no thresholds'}: "
+        "dbt_project/models/staging/hypertracker/_hypertracker__sources.yml)"
+    )
 
 
 def read_sql(text: str) -> str:

@@ -36,7 +36,7 @@ from flows.quota import Ledger, QuotaWouldBeExceeded, requests_per_run
 from flows.runlock import RunLocked, run_lock
 from flows.runlog import RunSummary, largest_bias_moves, record_run
 from flows.settings import Settings, get_settings
-from flows.transform import DbtOutcome, build, source_freshness
+from flows.transform import DbtOutcome, build
 from flows.warehouse import (
     LoadResult,
     connect,
@@ -219,15 +219,6 @@ def build_tested(settings: Settings, *, unit_tests: bool = False) -> tuple[DbtOu
     return retried, held
 
 
-@task(name="source freshness", **TASK_OPTS)
-def freshness(settings: Settings) -> str:
-    """``dbt source freshness`` of the snapshots (thresholds in the sources YAML), for status."""
-    result = source_freshness(settings)
-    status = result.status if result else "unknown"
-    get_run_logger().info("snapshots freshness: %s", status)
-    return status
-
-
 @task(name="publish", **TASK_OPTS)
 def publish_task(settings: Settings) -> PublishResult:
     """Write a fresh ``analytics.duckdb`` for analysts and rename it into place."""
@@ -286,7 +277,6 @@ def warehouse_flow() -> dict[str, Any]:
         loaded = load(settings)
         outcome, held = build_tested(settings)
         published = publish_task(settings)
-        freshness(settings)
     return {"prices": prices, "load": loaded, "dbt": outcome, "held": held, "publish": published}
 
 
@@ -372,7 +362,6 @@ def elt_flow(force: bool = False) -> RunSummary:
                 # Alerts (issue 16): new signal events to the configured channels; never fails.
                 deliver_alerts(settings)
                 summary.outcome = "published"
-                freshness(settings)
                 summary.moves = largest_bias_moves(settings.analytics_db_path)
             with summary.step("price history"):
                 summary.prices = fetch_price_history(settings)

@@ -1,4 +1,5 @@
-"""dbt, run in-process: ``dbt build`` over the build database, and ``dbt source freshness``.
+"""dbt, run in-process: ``dbt build`` over the build database; and the snapshots' freshness,
+judged by the thresholds the sources YAML gives dbt.
 
 dbt runs through ``dbtRunner`` (one Python call; every node's result comes back as a row:
 model, seed, test, status, time, message). ``HT_DBT_NODE_TASKS=true`` uses
@@ -115,34 +116,58 @@ def build(settings: Settings, *, unit_tests: bool = False, node_tasks: bool = Fa
 
 @dataclass(frozen=True)
 class Freshness:
-    """``dbt source freshness`` of the snapshots: dbt's verdict and what it measured."""
+    """How old the newest snapshot is, against the source's ``freshness:`` thresholds."""
 
-    status: str  # pass, warn, error, runtime error
-    max_loaded_at: str | None
-    snapshotted_at: str | None
-    age_s: float | None
-
-
-def source_freshness(settings: Settings) -> Freshness | None:
-    """Run ``dbt source freshness`` (thresholds in the sources YAML); None if dbt wrote nothing."""
-    run_dbt(settings, ["source", "freshness", "--select", "source:hypertracker.snapshots"])
-    return read_freshness(settings)
+    status: str  # dbt's words: pass, warn, error
+    age_s: float
+    warn_after_s: float | None
+    error_after_s: float | None
 
 
-def read_freshness(settings: Settings) -> Freshness | None:
-    """The snapshots' freshness as the newest ``dbt source freshness`` recorded it."""
-    path = settings.dbt_target_dir / "sources.json"
+# The periods dbt's freshness thresholds count in, in seconds.
+PERIOD_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def freshness_thresholds(
+    settings: Settings, source: str = "hypertracker", table: str = "snapshots"
+) -> tuple[float | None, float | None] | None:
+    """(warn_after, error_after) in seconds of a source table, as the sources YAML set them
+    when dbt last parsed the project (its manifest); None before any build."""
+    path = settings.dbt_target_dir / "manifest.json"
     if not path.exists():
         return None
-    for row in json.loads(path.read_bytes()).get("results", []):
-        if row.get("unique_id", "").endswith(".snapshots"):
-            return Freshness(
-                status=row.get("status", "unknown"),
-                max_loaded_at=row.get("max_loaded_at"),
-                snapshotted_at=row.get("snapshotted_at"),
-                age_s=row.get("max_loaded_at_time_ago_in_s"),
-            )
+    for node in json.loads(path.read_bytes()).get("sources", {}).values():
+        if (node.get("source_name"), node.get("name")) == (source, table):
+            config = node.get("freshness") or {}
+            return _seconds(config.get("warn_after")), _seconds(config.get("error_after"))
     return None
+
+
+def _seconds(threshold: dict[str, Any] | None) -> float | None:
+    if not threshold or not threshold.get("count") or not threshold.get("period"):
+        return None
+    return float(threshold["count"] * PERIOD_S[threshold["period"]])
+
+
+def snapshot_freshness(settings: Settings, age_s: float) -> Freshness | None:
+    """The verdict ``dbt source freshness`` gives a newest snapshot ``age_s`` old.
+
+    Computed here rather than by running dbt after every publish: that is a second dbt
+    start and parse per run for a comparison of two numbers. The thresholds stay in the
+    sources YAML, where dbt's docs site shows them and ``dbt source freshness`` reads them.
+    """
+    thresholds = freshness_thresholds(settings)
+    if thresholds is None:
+        return None
+    warn_s, error_s = thresholds
+    # As dbt judges it: a threshold is crossed once the age exceeds it.
+    if error_s is not None and age_s > error_s:
+        status = "error"
+    elif warn_s is not None and age_s > warn_s:
+        status = "warn"
+    else:
+        status = "pass"
+    return Freshness(status=status, age_s=age_s, warn_after_s=warn_s, error_after_s=error_s)
 
 
 def release_database() -> None:

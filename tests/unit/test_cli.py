@@ -17,7 +17,7 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from flows import ops
+from flows import ops, transform
 from flows.cli import app
 from flows.publish import STORAGE_VERSION
 from flows.settings import PROJECT_ROOT, cron_problem, get_settings
@@ -378,3 +378,44 @@ def test_status_tells_market_gaps_and_how_far_price_history_reaches() -> None:
     rows = dict(ops.market_status(con))
     assert "1[/] of 2 snapshots miss a price" in rows["market gaps (newest day)"]
     assert rows["price history up to"] == "2026-12-01 08:00:00 UTC"
+
+
+def test_status_judges_freshness_by_the_thresholds_of_the_sources_yaml(
+    published: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = get_settings(data_dir=published)
+    # As dbt's manifest holds the sources YAML's `freshness:` (no dbt run needed).
+    threshold = {
+        "warn_after": {"count": 2, "period": "hour"},
+        "error_after": {"count": 6, "period": "hour"},
+        "filter": None,
+    }
+    manifest = {
+        "sources": {
+            "source.p.hyperliquid.candles": {"source_name": "hyperliquid", "name": "candles"},
+            "source.p.hypertracker.snapshots": {
+                "source_name": "hypertracker",
+                "name": "snapshots",
+                "freshness": threshold,
+            },
+        }
+    }
+    settings.dbt_target_dir.mkdir(parents=True)
+    (settings.dbt_target_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert transform.freshness_thresholds(settings) == (7200.0, 21600.0)
+    assert transform.snapshot_freshness(settings, 7200).status == "pass"  # type: ignore[union-attr]
+    assert transform.snapshot_freshness(settings, 7201).status == "warn"  # type: ignore[union-attr]
+    assert transform.snapshot_freshness(settings, 6 * 3600 + 1).status == "error"  # type: ignore[union-attr]
+
+    # ht status: the newest published snapshot's age, judged by them.
+    con = duckdb.connect(str(settings.analytics_db_path))
+    con.execute(
+        "CREATE TABLE marts.about AS SELECT "
+        "(now() AT TIME ZONE 'UTC')::TIMESTAMP - INTERVAL 3 HOUR AS newest_snapshot_at, "
+        "10 AS snapshot_count, (now() AT TIME ZONE 'UTC')::TIMESTAMP AS published_at"
+    )
+    con.close()
+    ops.print_status(settings, console=Console(width=300, force_terminal=False))
+    rows = [x.split() for x in capsys.readouterr().out.splitlines()]
+    (row,) = [r for r in rows if r[1:2] == ["freshness"]]
+    assert "│ warn (warn after 2 h, error after 6 h:" in " ".join(row)
