@@ -86,23 +86,30 @@ def take_snapshot(
     return snapshot.take_snapshot(client, archive_for(settings), settings, info=info, force=force)
 
 
-@flow(name="hypertracker-snapshot")
-def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
+def run_snapshot(settings: Settings, *, force: bool) -> snapshot.SnapshotOutcome:
     """Fetch the current HyperTracker state's windows, archive them, land them in the lake.
 
     Ends early with "no new state" when the current state is already archived, unless
     ``force`` is set (the windows are then fetched again and the landing completed). Every
     request is written to the quota ledger before it is sent, whatever becomes of the run.
+    Two tasks: ``elt_flow`` calls them as they are (a subflow would add a flow run of its
+    own to every run: its creation, states and logs), ``snapshot_flow`` for a snapshot alone.
     """
-    settings = get_settings()
     ledger = Ledger.open(settings)
     with (
-        run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="snapshot"),
         HyperTrackerClient(settings, on_request=ledger.record) as client,
         HyperliquidClient(settings) as info,
     ):
         refresh_segments(client, settings)
         return take_snapshot(client, info, settings, force)
+
+
+@flow(name="hypertracker-snapshot")
+def snapshot_flow(force: bool = False) -> snapshot.SnapshotOutcome:
+    """One snapshot and nothing more, under the run lock (:func:`run_snapshot`)."""
+    settings = get_settings()
+    with run_lock(settings.state_dir, timeout_s=settings.lock_timeout_s, what="snapshot"):
+        return run_snapshot(settings, force=force)
 
 
 @task(name="price history", **TASK_OPTS)
@@ -349,7 +356,7 @@ def elt_flow(force: bool = False) -> RunSummary:
             with summary.step("catch up"):
                 summary.caught_up = catch_up(settings)
             with summary.step("snapshot"):
-                summary.snapshot = snapshot_flow(force=force)
+                summary.snapshot = run_snapshot(settings, force=force)
             with summary.step("load"):
                 summary.load = load(settings)
             if _nothing_to_publish(settings):
