@@ -24,8 +24,6 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import atomic, mart_files, price_history, snapshot
 from flows.alerts.task import deliver_alerts
-from flows.backfill.archive import HistoryArchive
-from flows.backfill.land import land_backfill
 from flows.hyperliquid.client import HyperliquidClient
 from flows.hypertracker.client import HyperTrackerClient
 from flows.lake import from_archive
@@ -411,7 +409,11 @@ def rebuild_flow(lake_only: bool = False, fresh_lake: bool = False) -> dict[str,
         )
         log.info("lake rebuilt from %d archived snapshots", count)
         # Backfilled states come from their own archive (archive/history): landed again
-        # too, so a rebuild restores every layer `ht backfill` had filled.
+        # too, so a rebuild restores every layer `ht backfill` had filled. Imported here:
+        # only a rebuild needs them, and every scheduled run imports this module.
+        from flows.backfill.archive import HistoryArchive
+        from flows.backfill.land import land_backfill
+
         history = HistoryArchive(settings.archive_dir, settings.quarantine_dir)
         if history.root.exists():
             landed = land_backfill(settings.lake_dir, history)
