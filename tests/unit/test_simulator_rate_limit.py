@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from flows.hypertracker.client import HyperTrackerClient
+from flows.hypertracker.client import RATE_LIMIT_MARGIN_S, HyperTrackerClient
 from flows.settings import Settings
 from simulator import SimulatedApi
 from simulator.faults import RateLimit
@@ -90,7 +90,8 @@ def test_the_client_at_the_plans_rate_never_hears_429(api) -> None:
         for _ in range(5):
             client.segments()
     assert [r.status for r in server.request_log] == [200] * 5
-    assert sum(clock.sleeps) == pytest.approx(120)  # 2 a minute: the 3rd and the 5th wait
+    # 2 a minute: the 3rd and the 5th wait, each a minute and the client's margin
+    assert sum(clock.sleeps) == pytest.approx(2 * (60 + RATE_LIMIT_MARGIN_S))
 
 
 def test_a_client_faster_than_the_plan_waits_as_told_and_gets_through(api) -> None:
@@ -99,5 +100,6 @@ def test_a_client_faster_than_the_plan_waits_as_told_and_gets_through(api) -> No
         for _ in range(3):
             client.segments()
     assert [r.status for r in server.request_log] == [200, 200, 429, 200]
-    assert clock.sleeps == [60]  # Retry-After, honoured
+    # Retry-After, honoured; then the client's own minute (with its margin) ends too
+    assert clock.sleeps == [60, RATE_LIMIT_MARGIN_S]
     assert client.request_count == 4  # the refused request counts on the quota too
