@@ -16,9 +16,10 @@ Where the time goes comes from the run's own records and from timestamps:
 - the ``dbt build`` step split by dbt's own log (``dbt/logs/dbt.log`` in the data folder):
   start + parse (invocation start -> "Concurrency:"), run ("Concurrency:" -> "Finished
   running"), the rest (Prefect task, artifacts, results);
-- after publish, inside the flow: alerts, ``dbt source freshness``, the moves, the report;
+- after publish, inside the flow: alerts and the moves (untimed), then the price history;
 - ``finished_at`` -> the heatmap report line on stdout: ``ht run``'s report (``serve``
-  draws it on its own schedule instead); then the process's exit.
+  draws it on its own schedule instead); then the process's exit;
+- spawn -> ``analytics.duckdb`` written (its mtime): how long a new state waits for analysts.
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ PARTS = (
     "archive",
     "market",
     "lake",
-    "snapshot (subflow, rest)",
-    "price history",
+    "snapshot (tasks, rest)",
     "load",
     "dbt start + parse",
     "dbt run",
     "dbt (rest)",
     "publish",
-    "after publish (alerts, freshness, moves, record)",
+    "alerts, moves, record (untimed)",
+    "price history (after the publish)",
     "report (ht run only)",
     "exit",
 )
@@ -162,11 +163,17 @@ def dbt_build_marks(data_dir: Path) -> dict[str, float]:
     """Seconds of the last ``dbt build`` in dbt's log: start + parse, then the run.
 
     An invocation starts at "Running with dbt="; its nodes start after "Concurrency:"; it
-    ends at "Finished running N models, ..." (``dbt source freshness``, which runs after
-    the build, finishes "running N sources" and is skipped).
+    ends at "Finished running N models, ..." (a ``dbt source freshness`` run by hand
+    finishes "running N sources" and is skipped).
     """
     stamps = []  # (seconds of the day, text) of dbt's info lines
-    for line in (data_dir / "dbt" / "logs" / "dbt.log").read_text(errors="replace").splitlines():
+    # dbt rolls its log over at 10 MB: the build may have begun in the rolled-over file.
+    logs = data_dir / "dbt" / "logs"
+    text = "".join(
+        path.read_text(errors="replace") for path in (logs / "dbt.log.1", logs / "dbt.log")
+        if path.exists()
+    )  # fmt: skip
+    for line in text.splitlines():
         m = _LOG_LINE.match(line)
         if m and m[4] == "info":
             stamps.append((int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]), line))
@@ -182,8 +189,9 @@ def dbt_build_marks(data_dir: Path) -> dict[str, float]:
 
 
 def split(marks: dict[str, Any], pref: dict[str, float], last: dict[str, Any],
-          dbt: dict[str, float]) -> dict[str, float]:  # fmt: skip
-    """Each part of one run (:data:`PARTS`), from its marks and records."""
+          dbt: dict[str, float], published: float) -> dict[str, float]:  # fmt: skip
+    """Each part of one run (:data:`PARTS`), from its marks and records; ``published``:
+    when ``analytics.duckdb`` was written (epoch seconds)."""
     t = last["timings"]
     phases = (last.get("snapshot") or {}).get("phases") or {}
     started, finished = _ts(last["started_at"]), _ts(last["finished_at"])
@@ -195,13 +203,13 @@ def split(marks: dict[str, Any], pref: dict[str, float], last: dict[str, Any],
         "Prefect flow start": started - pref["flow run created"],
         "quota + catch up": t.get("quota", 0) + t.get("catch up", 0),
         **{p: phases.get(p, 0.0) for p in ("fetch", "checks", "archive", "market", "lake")},
-        "snapshot (subflow, rest)": t.get("snapshot", 0) - sum(phases.values()),
-        "price history": t.get("price history", 0),
+        "snapshot (tasks, rest)": t.get("snapshot", 0) - sum(phases.values()),
         "load": t.get("load", 0),
         **dbt,
         "dbt (rest)": t.get("dbt build", 0) - sum(dbt.values()),
         "publish": t.get("publish", 0),
-        "after publish (alerts, freshness, moves, record)": finished - steps_end,
+        "alerts, moves, record (untimed)": finished - steps_end,
+        "price history (after the publish)": t.get("price history", 0),
         "report (ht run only)": report_done - finished,
         "exit": marks["exit"] - report_done,
     }
@@ -211,6 +219,7 @@ def split(marks: dict[str, Any], pref: dict[str, float], last: dict[str, Any],
     )
     out["total"] = round(marks["exit"] - marks["spawn"], 3)
     out["total without the report"] = round(out["total"] - out["report (ht run only)"], 3)
+    out["spawn -> published"] = round(published - marks["spawn"], 3)
     return out
 
 
@@ -221,7 +230,8 @@ def one_run(data_dir: Path, env: dict[str, str], prefect_url: str) -> dict[str, 
         raise SystemExit(
             f"ht run did not publish (exit {marks['returncode']}): {last.get('error')}"
         )
-    parts = split(marks, prefect_marks(prefect_url), last, dbt_build_marks(data_dir))
+    published = (data_dir / "warehouse" / "analytics.duckdb").stat().st_mtime
+    parts = split(marks, prefect_marks(prefect_url), last, dbt_build_marks(data_dir), published)
     return {
         "snapshot_id": (last.get("snapshot") or {}).get("snapshot_id"),
         "parts": parts,
@@ -305,7 +315,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| part | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
     ]
-    for part in [*PARTS, "total", "total without the report"]:
+    for part in [*PARTS, "total", "total without the report", "spawn -> published"]:
         cells = " | ".join(f"{result[n]['median'].get(part, float('nan')):.2f}" for n in names)
         lines.append(f"| {part} | {cells} |")
     lines += [
