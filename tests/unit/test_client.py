@@ -83,13 +83,19 @@ def clock() -> FakeClock:
 def make_client(clock: FakeClock) -> Iterator[Callable[..., HyperTrackerClient]]:
     clients: list[HyperTrackerClient] = []
 
-    def make(handler: Handler, rng: float = 0.0, **overrides: object) -> HyperTrackerClient:
+    def make(
+        handler: Handler,
+        rng: float = 0.0,
+        on_request: Callable[[], None] | None = None,
+        **overrides: object,
+    ) -> HyperTrackerClient:
         client = HyperTrackerClient(
             make_settings(**overrides),
             transport=httpx.MockTransport(handler),
             sleep=clock.sleep,
             clock=clock,
             rng=lambda: rng,
+            on_request=on_request,
         )
         clients.append(client)
         return client
@@ -583,7 +589,7 @@ def test_errors_survive_pickling() -> None:
 
 
 def test_the_quota_ledger_counts_each_request_before_it_is_sent(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, make_client
 ) -> None:
     from flows.quota import Ledger
 
@@ -596,25 +602,17 @@ def test_the_quota_ledger_counts_each_request_before_it_is_sent(
         seen.append(Ledger.open(settings).day_count)
         return httpx.Response(503 if len(seen) < 3 else 200, json={"lastUpdate": "x"})
 
-    with HyperTrackerClient(
-        settings,
-        transport=httpx.MockTransport(handler),
-        sleep=clock.sleep,
-        clock=clock,
-        rng=lambda: 0.0,
-        on_request=ledger.record,
-    ) as client:
-        client.get("status", "/hypertracker/state/status")
+    client = make_client(handler, on_request=ledger.record, data_dir=tmp_path)
+    client.get("status", "/hypertracker/state/status")
     assert seen == [1, 2, 3]
     assert Ledger.open(settings).day_count == 3
 
 
 def test_a_slow_ledger_write_does_not_eat_into_the_rate_limits_minute(
-    tmp_path: Path, clock: FakeClock
+    make_client, clock: FakeClock
 ) -> None:
     # The simulator found it (bench/backfill.py): a slot stamped before the ledger's fsyncs
     # let the 61st request reach the server within 60 s of the 1st, which it answered 429.
-    settings = make_settings(data_dir=tmp_path, requests_per_minute=2)
     sent: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -626,16 +624,9 @@ def test_a_slow_ledger_write_does_not_eat_into_the_rate_limits_minute(
     def slow_ledger_write() -> None:
         clock.now += next(writes)
 
-    with HyperTrackerClient(
-        settings,
-        transport=httpx.MockTransport(handler),
-        sleep=clock.sleep,
-        clock=clock,
-        rng=lambda: 0.0,
-        on_request=slow_ledger_write,
-    ) as client:
-        for _ in range(3):
-            client.get("status", "/hypertracker/state/status")
+    client = make_client(handler, on_request=slow_ledger_write, requests_per_minute=2)
+    for _ in range(3):
+        client.get("status", "/hypertracker/state/status")
     assert sent[2] - sent[0] >= 60.0 + RATE_LIMIT_MARGIN_S, sent
 
 
