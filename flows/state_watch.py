@@ -48,7 +48,10 @@ def daily_budget_left(settings: Settings, ledger: Ledger, now: datetime) -> floa
     """Requests the rest of today may spend (None: the plan sets no limit).
 
     A monthly budget is spread evenly over the month's remaining days, so that polling
-    never eats what the end of the month needs.
+    never eats what the end of the month needs. Today's share is fixed at the day's start
+    (what the month had left then, over the days left including today) and what today spent
+    comes off it: a share recomputed from the month's remainder after each request would
+    shrink by only 1/days_left of it, and let one day spend a third more than its share.
     """
     left: list[float] = []
     if settings.requests_per_day:
@@ -56,9 +59,8 @@ def daily_budget_left(settings: Settings, ledger: Ledger, now: datetime) -> floa
     if settings.requests_per_month:
         first_next = (now.replace(day=1) + timedelta(days=32)).replace(day=1)
         days_left = (first_next.date() - now.date()).days
-        month_left = settings.requests_per_month - ledger.month_count
-        # Today's share: what is left of the month, less what the days after today need.
-        left.append(month_left - (month_left / days_left) * (days_left - 1))
+        month_left_at_dawn = settings.requests_per_month - (ledger.month_count - ledger.day_count)
+        left.append(month_left_at_dawn / days_left - ledger.day_count)
     return min(left) if left else None
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from flows.hypertracker.client import StateStatus
-from flows.quota import Ledger
+from flows.quota import Ledger, requests_per_run
 from flows.settings import get_settings
 from flows.state_watch import PAUSE_S, RETRY_RUN_S, StateWatch, affordable_interval
 
@@ -185,6 +186,44 @@ def test_the_pulse_plan_affords_polls_every_minute_or_so(tmp_path: Path) -> None
     polls = states * (15 * 60 / 2 / interval + 1)
     runs = states * 6 + 96
     assert polls + runs <= (50_000 - 19 * 50_000 // 30) / 11
+
+
+def test_a_day_on_the_pulse_plan_spends_at_most_its_share_and_sees_states_within_a_minute(
+    tmp_path: Path,
+) -> None:
+    """A whole day at 1x: a state every 15-30 minutes, the watch polling at what the budget
+    affords, each run's requests counted as a run spends them. The day stays within its even
+    share of what the month has left, and still sees every state within a minute."""
+    pulse = get_settings(data_dir=tmp_path, requests_per_day=None, requests_per_month=50_000)
+    spent_before = 19 * 50_000 // 30  # the 20th, the month spent at the plan's pace
+    ledger = Ledger.open(pulse)
+    ledger.month_count = spent_before
+    ledger._save()
+    share = (50_000 - spent_before) / 11  # the 20th to the 30th
+    rng = random.Random(13)
+    lands = [T0 - timedelta(minutes=20)]
+    while lands[-1] < T0 + timedelta(days=1):
+        lands.append(lands[-1] + timedelta(seconds=rng.uniform(15 * 60, 30 * 60)))
+    clock = [T0]
+    api = FakeApi(lands, clock, spend=pulse)
+    watch, started = watch_for(pulse, api, clock)
+    seen_after: list[float] = []
+
+    def start_run(s: StateStatus) -> None:
+        started.append(s.snapshot_id)
+        seen_after.append((clock[0] - s.last_update).total_seconds())
+        Ledger.open(pulse).record(requests_per_run(pulse, with_segments=False))
+
+    watch.start_run = start_run
+    drive(watch, api, clock, T0 + timedelta(days=1))
+    runs = len(started)
+    spent = api.polls + runs * requests_per_run(pulse, with_segments=False)
+    assert spent <= share
+    # Every state that landed in the day was seen (but one in its last poll interval).
+    day = [status(t).snapshot_id for t in lands if T0 < t <= clock[0] - timedelta(minutes=1)]
+    assert set(day) <= set(started)
+    later = sorted(seen_after[1:])  # the first state was 20 minutes old when the watch began
+    assert later[int(0.95 * len(later))] <= 60
 
 
 def test_the_free_plan_affords_no_polling(tmp_path: Path) -> None:
