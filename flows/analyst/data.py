@@ -7,6 +7,7 @@ so that a renamed column fails here with DuckDB's own message.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
@@ -408,6 +409,8 @@ def load_divergence(
 
 MARKET = "fct_market_snapshots"
 FLOW_PRICE = "cohort_flow_price_daily"
+CANDLES = "fct_price_candles_hourly"
+CANDLE_COLUMNS = {"coin", "close_time", "close_price", "is_closed"}
 
 
 def relation_columns(con: duckdb.DuckDBPyConnection, name: str) -> set[str]:
@@ -710,7 +713,10 @@ def load_price_grid(
     until: dt.datetime,
     bucket: int,
 ) -> dict[str, list[float | None]]:
-    """coin -> the mark price of the last market snapshot in each bucket (None: no market)."""
+    """coin -> a price per bucket: the mark price of the bucket's last market snapshot; where
+    the bucket has none (states ``ht backfill`` reconstructed, snapshots from before the market
+    was captured), the close of the last closed hourly candle within the hour (or bucket)
+    before the bucket's end. None: neither."""
     rows = con.execute(
         f"""
         select coin, floor((epoch(snapshot_at) - ?) / ?)::integer as point,
@@ -728,6 +734,48 @@ def load_price_grid(
         if len(line) <= point:
             line.extend([None] * (point + 1 - len(line)))
         line[point] = float(price)
+    if has_relation(con, CANDLES, CANDLE_COLUMNS):
+        width = dt.timedelta(minutes=bucket)
+        for coin, candles in _candle_prices(con, coins, start, until, width).items():
+            line = out.setdefault(coin, [])
+            line.extend([None] * (len(candles) - len(line)))
+            for point, close in enumerate(candles):
+                if line[point] is None:
+                    line[point] = close
+    return out
+
+
+def _candle_prices(
+    con: duckdb.DuckDBPyConnection,
+    coins: list[str],
+    start: dt.datetime,
+    until: dt.datetime,
+    width: dt.timedelta,
+) -> dict[str, list[float | None]]:
+    """coin -> per bucket of ``width`` from ``start``, the close of the last closed hourly
+    candle that ended in the hour (or the bucket, when longer) before the bucket's end, and
+    never after ``until``."""
+    reach = max(width, dt.timedelta(hours=1))  # no price carried across a gap in candles
+    points = int((until - start) // width) + 1
+    rows = con.execute(
+        f"select coin, close_time, close_price from marts.{CANDLES} "
+        "where is_closed and close_price is not null and coin in (select unnest(?)) "
+        "and close_time >= ? and close_time <= ? order by coin, close_time",
+        [coins, start - reach, until],
+    ).fetchall()
+    by_coin: dict[str, list[tuple[dt.datetime, float]]] = {}
+    for coin, close_time, close in rows:
+        by_coin.setdefault(coin, []).append((close_time, float(close)))
+    out: dict[str, list[float | None]] = {}
+    for coin, candles in by_coin.items():
+        times = [t for t, _ in candles]
+        line: list[float | None] = [None] * points
+        for point in range(points):
+            end = start + (point + 1) * width
+            i = bisect.bisect_left(times, end) - 1  # the last candle closed before the end
+            if i >= 0 and times[i] >= end - reach:
+                line[point] = candles[i][1]
+        out[coin] = line
     return out
 
 

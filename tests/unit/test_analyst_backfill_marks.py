@@ -199,6 +199,51 @@ def test_day_sources_come_from_the_daily_mart(marts: duckdb.DuckDBPyConnection) 
     assert data.load_day_sources(marts, DAYS, ["all"]) == {}  # an older warehouse: unknown
 
 
+def test_the_price_line_reads_candles_where_no_market_snapshot_is(
+    marts: duckdb.DuckDBPyConnection,
+) -> None:
+    """A backfilled state has no market snapshot: its price is the hourly candle's close."""
+    marts.execute(
+        "create table marts.fct_market_snapshots (snapshot_at timestamp, coin varchar, "
+        "mark_price double, has_market boolean)"
+    )
+    marts.execute(
+        "insert into marts.fct_market_snapshots values "
+        "('2026-11-24 14:00:00', 'BTC', null, false), ('2026-11-24 15:30:00', 'BTC', 100, true)"
+    )
+    marts.execute(
+        "create table marts.fct_price_candles_hourly (coin varchar, close_time timestamp, "
+        "close_price double, is_closed boolean)"
+    )
+    marts.execute(
+        "insert into marts.fct_price_candles_hourly values "
+        "('BTC', '2026-11-23 11:59:59.999', 90, true), "
+        "('BTC', '2026-11-23 23:59:59.999', 91, true), "
+        "('BTC', '2026-11-24 13:59:59.999', 95, true), "
+        "('BTC', '2026-11-24 15:29:00', 998, false), "  # still open: never drawn
+        "('BTC', '2026-11-24 16:59:59.999', 999, true)"  # after the report's snapshot
+    )
+    grid = data.load_history_grid(
+        marts, ["BTC"], ["all"], until=dt.datetime(2026, 11, 24, 15, 30), days=2,
+        max_points=200, market=True,
+    )  # fmt: skip
+    assert grid.bucket_minutes == 30
+    assert grid.start == dt.datetime(2026, 11, 23, 11, 30)
+    price = grid.price["BTC"]
+    assert len(price) == grid.points == 57
+    # The export's states (points 0 and 24): the candle that closed in the hour before.
+    assert price[0] == 90
+    assert price[1] == 90  # 12:00-12:30: that candle is still within the hour
+    assert price[2] is None  # 12:30-13:00: none within the hour, never carried further
+    assert price[24] == 91
+    assert price[53] == 95  # a live snapshot without a market: the candle
+    assert price[56] == 100  # the market snapshot's mark, over any candle
+    assert 998 not in price
+    assert 999 not in price
+    held = {i for i, v in enumerate(price) if v is not None}
+    assert held == {0, 1, 24, 25, 52, 53, 56}
+
+
 def test_history_png_shades_the_backfilled_span() -> None:
     times = [dt.datetime(2026, 11, 23, 11, 50), dt.datetime(2026, 11, 23, 23, 50),
              dt.datetime(2026, 11, 24, 14, 0), dt.datetime(2026, 11, 24, 15, 30)]  # fmt: skip

@@ -590,7 +590,7 @@
       var yp = function (v) { return m.t + (hi - v) / (hi - lo) * (height - m.t - m.b); };
       s.appendChild(svg('path', {d: path(h.price, c.x, yp), 'class': 'price'}));
       [hi - pad, (hi + lo) / 2, lo + pad].forEach(function (v) { axisText(s, c.width - m.r + 4, yp(v) + 4, price(v), 'start', 'axis price-axis'); });
-      axisText(s, c.width - m.r - 4, m.t + 10, phone ? 'price →' : 'mark price (right axis)', 'end', 'label price-label');
+      axisText(s, c.width - m.r - 4, m.t + 10, phone ? 'price →' : 'price (right axis)', 'end', 'label price-label');
     }
     box.appendChild(s);
   }
