@@ -432,7 +432,8 @@ def keep_day_close(reports_dir: Path) -> int:
     """
     removed = 0
     for folder in reports_dir.glob("????-??-??"):
-        pages = sorted(folder.glob("*Z.html"))
+        # A snapshot's own page only: a coin page ends in Z.html too when the coin does.
+        pages = sorted(folder.glob("????????T?????????Z.html"))
         for old in pages[:-1]:
             for path in folder.glob(old.stem + "*"):
                 path.unlink(missing_ok=True)

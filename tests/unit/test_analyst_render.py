@@ -360,3 +360,32 @@ def test_latest_names_the_snapshot_it_shows(tmp_path: Path) -> None:
     assert report._shown_by_latest(tmp_path) == ""
     (tmp_path / "latest.html").write_text(render_page())
     assert report._shown_by_latest(tmp_path) == "20261124T153000000Z"
+
+
+def test_the_day_keeps_its_close_and_every_file_of_it(tmp_path: Path) -> None:
+    """After each run the report flow keeps, per dated folder, the newest snapshot's files
+    (its page, its coin pages and PNGs): the day's close so far; latest.html is never touched."""
+    day = tmp_path / "2026-11-24"
+    day.mkdir()
+    older, close = "20261124T100000000Z", "20261124T153000000Z"
+    names = [
+        f"{older}.html",
+        f"{older}-board-all.png",
+        f"{older}-coin-ETH.html",
+        f"{close}.html",
+        f"{close}-board-all.png",
+        f"{close}-history-all.png",
+        f"{close}-coin-xyz~3aGOLD.html",
+        f"{close}-coin-FOOZ.html",  # ends in Z.html like a snapshot's own page
+    ]
+    for name in names:
+        (day / name).write_text("x")
+    (tmp_path / "latest.html").write_text("x")
+    other = tmp_path / "2026-11-23"
+    other.mkdir()
+    (other / "20261123T235500000Z.html").write_text("x")
+    assert report.keep_day_close(tmp_path) == 3
+    assert sorted(p.name for p in day.iterdir()) == sorted(n for n in names if n.startswith(close))
+    assert (tmp_path / "latest.html").exists()
+    assert (other / "20261123T235500000Z.html").exists()
+    assert report.keep_day_close(tmp_path) == 0
