@@ -3,7 +3,9 @@
 A local HTTP server on 127.0.0.1 stands in for the user's webhook; its URL carries a
 secret token in the path, as real webhook URLs do. Each event reaches it once across
 runs, a run whose delivery fails does not fail and is retried by the next one, and the
-secret is in no file of the data folder and no captured log line.
+secret is in no file of the data folder and no captured log line. The same through the
+scheduled run (elt_flow against the simulator): delivery follows each publish, a webhook
+answering 500 fails no run, and Prefect's database holds the secret nowhere either.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -193,3 +196,67 @@ def test_each_event_reaches_the_webhook_once_failures_retry_and_the_secret_stays
     # httpx logged every request, and its lines came out scrubbed.
     assert "HTTP Request: POST ***" in caplog.text
     assert SECRET not in repr(failed) + repr(retried) + repr(settings)
+
+
+def published_event_ids(settings: Settings) -> set[str]:
+    con = duckdb.connect(str(settings.analytics_db_path), read_only=True)
+    try:
+        rows = con.execute("SELECT event_id FROM marts.signal_events").fetchall()
+        return {row[0] for row in rows}
+    finally:
+        con.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_scheduled_run_delivers_after_its_publish_and_a_failing_webhook_fails_no_run(
+    env: Path, sim: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from flows.pipeline import elt_flow
+    from tests.integration.test_token_secrecy import prefect_database
+
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")
+    monkeypatch.setenv("HT_ALERT_WEBHOOK_URL", receiver.url)
+    settings = get_settings()
+
+    # Runs 1 and 2 (two states: the second has flips) while the webhook answers 500: both
+    # publish, the delivery was tried and nothing is recorded as delivered.
+    receiver.failing = True
+    assert elt_flow().outcome == "published"
+    sim.advance_to_next_state()
+    assert elt_flow().outcome == "published"
+    waiting = published_event_ids(settings)
+    assert waiting, "the simulator's second state fired no signal: the test proves nothing"
+    assert receiver.requests
+    assert {r["status"] for r in receiver.requests} == {500}
+    ledger = json.loads((settings.state_dir / "alerts.json").read_text())
+    assert ledger["channels"]["webhook"]["delivered"] == {}
+    assert ledger["channels"]["webhook"]["last_error"].endswith("the webhook answered HTTP 500")
+
+    # Run 3, the webhook back: the waiting events and the new state's arrive; run 4: only
+    # the new ones. Each event once, whether one message each or a digest.
+    receiver.failing = False
+    for _ in range(2):
+        sim.advance_to_next_state()
+        assert elt_flow().outcome == "published"
+    ids = receiver.delivered_ids()
+    assert len(ids) == len(set(ids))
+    assert set(ids) == published_event_ids(settings)
+    assert waiting <= set(ids)
+
+    leaks = [
+        path for path in env.rglob("*")
+        if path.is_file() and SECRET.encode() in path.read_bytes()
+    ]  # fmt: skip
+    assert not leaks
+    # Prefect's database (flow and task runs, their parameters, the logs it was sent).
+    db = prefect_database()
+    assert db.exists()
+    for path in db.parent.glob(db.name + "*"):
+        assert SECRET.encode() not in path.read_bytes()
+    # Everything logged or printed: Prefect's console handler writes the run's lines.
+    logged = caplog.text + "".join(capfd.readouterr())
+    assert "alerts: webhook failed (RuntimeError: the webhook answered HTTP 500)" in logged
+    assert "HTTP Request: POST ***" in logged
+    assert SECRET not in logged
