@@ -166,14 +166,21 @@ def land_rows(lake_dir: Path, rows: dict[str, list[dict[str, Any]]]) -> dict[str
 
 
 def _merge_day(path: Path, table: str, new: list[dict[str, Any]]) -> int:
+    """The day file's rows and ``new`` as a set, sorted by ``ORDER``; written if it grew.
+
+    In Arrow, not DuckDB: a first history touches ~210 days per table, and a DuckDB
+    connection and query per day cost ~40 ms of the ~50 each merge took (20 s for one coin).
+    """
     schema = SCHEMAS[table]
     incoming = pa.Table.from_pylist(new, schema=schema)
     old = pq.read_table(path).cast(schema) if path.exists() else schema.empty_table()
-    with duckdb.connect() as con:
-        con.register("old_rows", old)
-        con.register("new_rows", incoming)
-        sql = "SELECT DISTINCT * FROM (FROM old_rows UNION ALL FROM new_rows) ORDER BY "
-        merged = con.sql(sql + ORDER[table]).to_arrow_table().cast(schema)
+    both = pa.concat_tables([old, incoming])
+    distinct = both.group_by(schema.names, use_threads=False).aggregate([])
+    # ORDER, then every other column: a total order, whatever order the rows came in.
+    keys = [name.strip() for name in ORDER[table].split(",")]
+    keys += [name for name in schema.names if name not in keys]
+    merged = distinct.sort_by([(k, "ascending") for k in keys]).select(schema.names)
+    merged = merged.cast(schema)
     if merged.num_rows == old.num_rows:
         return 0  # nothing new: the file stays as it is
     write_table(path, merged)
