@@ -12,10 +12,12 @@ explains. Per coin, from what the lake already holds:
 
 A run spends at most ``HT_PRICE_HISTORY_WEIGHT_PER_RUN`` of the info API's weight: coins
 already held are brought up to date first, then new ones in board order, so a first
-backfill (~550 weight a coin) spreads over a few runs and every later run costs about
-42 weight a coin an hour. Answers are archived verbatim (a bad one quarantined), then landed
-(flows/lake/price_lake.py). A failure stops the step, keeps what arrived, and is reported:
-it never fails the run or holds back the heatmap.
+backfill (~560 weight a coin: 16,824 and 350 requests for the demo's 30) spreads over ~20
+runs at the default 900, and then each hour costs 42 weight a coin (a candle and a funding
+request), 1,260 for 30 coins, spent by the first two runs after the hour. Answers are
+archived verbatim (a bad one quarantined), then landed (flows/lake/price_lake.py). A failure
+stops the step, keeps what arrived, and is reported: it never fails the run or holds back
+the heatmap.
 """
 
 from __future__ import annotations
