@@ -364,10 +364,12 @@ def elt_flow(force: bool = False) -> RunSummary:
                     summary.dbt, summary.held = build_tested(settings)
                 with summary.step("publish"):
                     summary.publish = publish_task(settings)
-                # Alerts (issue 16): new signal events to the configured channels; never fails.
-                deliver_alerts(settings)
                 summary.outcome = "published"
                 summary.moves = largest_bias_moves(settings.analytics_db_path)
+            # Alerts: the published events no channel has had yet, the new state's and those a
+            # channel that was down missed; in every run, so a retry never waits for a new
+            # state. Never fails the run.
+            deliver_alerts(settings)
             with summary.step("price history"):
                 summary.prices = fetch_price_history(settings)
     except (QuotaWouldBeExceeded, RunLocked) as exc:

@@ -4,8 +4,9 @@ A local HTTP server on 127.0.0.1 stands in for the user's webhook; its URL carri
 secret token in the path, as real webhook URLs do. Each event reaches it once across
 runs, a run whose delivery fails does not fail and is retried by the next one, and the
 secret is in no file of the data folder and no captured log line. The same through the
-scheduled run (elt_flow against the simulator): delivery follows each publish, a webhook
-answering 500 fails no run, and Prefect's database holds the secret nowhere either.
+scheduled run (elt_flow against the simulator): delivery follows each run, a webhook
+answering 500 fails no run (the next run delivers, new state or not), and Prefect's
+database holds the secret nowhere either.
 """
 
 from __future__ import annotations
@@ -234,9 +235,12 @@ def test_the_scheduled_run_delivers_after_its_publish_and_a_failing_webhook_fail
     assert ledger["channels"]["webhook"]["delivered"] == {}
     assert ledger["channels"]["webhook"]["last_error"].endswith("the webhook answered HTTP 500")
 
-    # Run 3, the webhook back: the waiting events and the new state's arrive; run 4: only
-    # the new ones. Each event once, whether one message each or a digest.
+    # Run 3 finds no new state, the webhook back: the waiting events arrive all the same.
     receiver.failing = False
+    assert elt_flow().outcome == "no new data"
+    assert set(receiver.delivered_ids()) == waiting
+    # Runs 4 and 5: only the new states' events. Each event once, whether one message each
+    # or a digest.
     for _ in range(2):
         sim.advance_to_next_state()
         assert elt_flow().outcome == "published"
