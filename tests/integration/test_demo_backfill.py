@@ -84,28 +84,40 @@ def test_the_state_both_hold_is_the_live_one_and_they_agree(
 
 def test_the_first_day_board_has_its_d_minus_1_from_the_backfill(analytics) -> None:
     """The day-over-day board is not grey on day one: every board coin's cohorts compare
-    today's live close with yesterday's backfilled one."""
+    today's live close with yesterday's close. That close is the backfill's unless the
+    demo's live hours reach back past midnight UTC (a demo started before ~06:35), when
+    it is yesterday's last live state: either way, the source of D-1's last state."""
     rows = analytics.execute(
         """
         with board as (
             select distinct coin from marts.heatmap_board_latest where oi_rank <= 30
+        ),
+        today as (select max(snapshot_date) as d from marts.cohort_day_over_day),
+        yesterday_close as (
+            select source from marts.fct_cohort_snapshots
+            where snapshot_date = (select d from today) - 1
+            order by last_update desc
+            limit 1
         )
         select
             count(*) as rows,
             count(*) filter (where d.has_previous_day) as with_previous,
-            count(*) filter (where d.previous_close_source = 'segment_metrics_export')
-                as previous_backfilled,
-            count(*) filter (where d.close_source = 'heatmap') as close_live
+            count(*) filter (
+                where d.previous_close_source = (select source from yesterday_close)
+            ) as previous_from_d_minus_1_close,
+            count(*) filter (where d.close_source = 'heatmap') as close_live,
+            (select count(*) from yesterday_close) as d_minus_1_states
         from marts.cohort_day_over_day as d
         inner join board using (coin)
-        where d.snapshot_date = (select max(snapshot_date) from marts.cohort_day_over_day)
+        where d.snapshot_date = (select d from today)
             and d."window" = 'all'
             and d.is_reported
         """
     ).fetchone()
-    total, with_previous, previous_backfilled, close_live = rows
+    total, with_previous, previous_from_close, close_live, d_minus_1_states = rows
+    assert d_minus_1_states == 1, "the backfill reaches back days: D-1 has states"
     assert total > 30 * 8
     assert close_live == total
     # A cohort can be new today (no position yesterday): nearly all have a D-1.
     assert with_previous >= 0.95 * total
-    assert previous_backfilled == with_previous
+    assert previous_from_close == with_previous
