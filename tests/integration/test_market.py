@@ -283,11 +283,21 @@ def test_an_elt_run_publishes_before_the_price_history_and_the_next_run_builds_i
     assert third.outcome == "published"
     ((candles,),) = published("SELECT count(*) FROM marts.fct_price_candles_hourly")
     assert candles >= second.prices.candles
-    ((priced,),) = published(
-        "SELECT count(*) FROM marts.fct_forward_returns "
-        f"WHERE snapshot_id = '{first.snapshot.snapshot_id}' AND price_at_snapshot IS NOT NULL"
+    # The first state's returns read those candles: its entry (the first hourly close at or
+    # after it) is priced exactly where the published history reaches that close.
+    ((coins, priced, reached),) = published(
+        f"""
+        WITH known AS (
+            SELECT coin, max(open_time) + INTERVAL 1 HOUR AS known_through
+            FROM marts.fct_price_candles_hourly WHERE is_closed GROUP BY coin
+        )
+        SELECT count(*), count(r.entry_price), count(*) FILTER (k.known_through >= r.entry_at)
+        FROM marts.fct_forward_returns AS r LEFT JOIN known AS k USING (coin)
+        WHERE r.snapshot_id = '{first.snapshot.snapshot_id}'
+        """
     )
-    assert priced > 0
+    assert coins > 0
+    assert priced == reached
 
 
 def test_the_warehouse_flow_publishes_with_the_price_history_at_once(env: Path, sim) -> None:

@@ -193,10 +193,11 @@ def test_market_marts_price_positioning_and_split_flow_from_price(tmp_path: Path
     for coin in ("BTC", "xyz:GOLD"):
         assert by_key[("2026-11-04", coin)] == (False, False, None, None, None, None)
 
-    # Forward returns: priced at the top of the hour; NULL once the candles run out.
+    # Forward returns: entered at the first hourly close at or after the snapshot; NULL once
+    # the candles run out.
     returns = rows(
         settings,
-        "SELECT snapshot_at::varchar, price_at_snapshot, return_1h, return_4h, return_24h "
+        "SELECT snapshot_at::varchar, entry_price, return_1h, return_4h, return_24h "
         "FROM marts.fct_forward_returns WHERE coin = 'BTC' ORDER BY snapshot_at",
     )
     assert [r[0] for r in returns] == [
@@ -205,12 +206,12 @@ def test_market_marts_price_positioning_and_split_flow_from_price(tmp_path: Path
     expected = [
         (123.0, 1 / 123, 4 / 123, 24 / 123),  # 24h: the candle that closed Nov 2 23:00
         (136.0, 1 / 136, 4 / 136, None),  # 24h not known yet
-        (146.0, 1 / 146, None, None),  # priced at 22:00; the 4h candle not known yet
+        (147.0, None, None, None),  # enters at 23:00, the last close known; 1h not yet
         (None, None, None, None),  # no candle at all
     ]
     for got, want in zip(returns, expected, strict=True):
         assert got[1:] == tuple(None if w is None else pytest.approx(w) for w in want), got
     assert rows(
         settings, "SELECT count(*) FROM marts.fct_forward_returns WHERE coin = 'xyz:GOLD' "
-        "AND price_at_snapshot IS NULL"
+        "AND entry_price IS NULL"
     ) == [(4,)]  # fmt: skip

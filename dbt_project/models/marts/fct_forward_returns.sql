@@ -2,7 +2,7 @@
 -- A view: the candles keep arriving after a snapshot (the 24h return is known a day later),
 -- so the returns are computed when read, never frozen at the snapshot's build.
 
-{#- The horizons, in hours; 0 is the price at the snapshot. -#}
+{#- The horizons, in hours; 0 is the entry. -#}
 {%- set horizons = [0, 1, 4, 24] %}
 
 with
@@ -58,19 +58,32 @@ horizons as (
 
 ),
 
--- The price is taken at the top of the snapshot's hour (the newest hourly close by
--- snapshot_at); horizon h at h hours after it.
+-- The entry is the first hourly close at or after the snapshot: the top of the next hour (the
+-- snapshot's own instant when it falls on the hour), so that no return holds a move made
+-- before the state was known; horizon h is h hours after the entry.
+entries as (
+
+    select
+        *,
+        case
+            when last_update = date_trunc('hour', last_update) then last_update
+            else date_trunc('hour', last_update) + interval 1 hour
+        end as entry_at
+
+    from snapshot_coins
+
+),
+
 targets as (
 
     select
-        snapshot_coins.snapshot_date,
-        snapshot_coins.snapshot_id,
-        snapshot_coins.coin,
+        entries.snapshot_date,
+        entries.snapshot_id,
+        entries.coin,
         horizons.horizon_hours,
-        date_trunc('hour', snapshot_coins.last_update)
-        + to_hours(horizons.horizon_hours) as target_at
+        entries.entry_at + to_hours(horizons.horizon_hours) as target_at
 
-    from snapshot_coins
+    from entries
 
     cross join horizons
 
@@ -115,7 +128,7 @@ priced as (
                 case when horizon_hours = {{ hours }} then close_price end
             ) as close_{{ hours }}h,
         {% endfor %}
-        max(case when horizon_hours = 0 then closed_at end) as price_candle_closed_at,
+        max(case when horizon_hours = 0 then closed_at end) as entry_candle_closed_at,
         snapshot_date,
         snapshot_id,
         coin
@@ -129,28 +142,28 @@ priced as (
 final as (
 
     select
-        snapshot_coins.snapshot_id,
-        snapshot_coins.last_update as snapshot_at,
-        snapshot_coins.snapshot_date,
-        snapshot_coins.coin,
-        snapshot_coins.source,
-        date_trunc('hour', snapshot_coins.last_update) as price_at,
-        priced.close_0h as price_at_snapshot,
-        priced.price_candle_closed_at,
+        entries.snapshot_id,
+        entries.last_update as snapshot_at,
+        entries.snapshot_date,
+        entries.coin,
+        entries.source,
+        entries.entry_at,
+        priced.close_0h as entry_price,
+        priced.entry_candle_closed_at,
         {% for hours in horizons[1:] %}
             {{ safe_ratio('priced.close_' ~ hours ~ 'h', 'priced.close_0h') }}
             - 1 as return_{{ hours }}h,
         {% endfor %}
-        snapshot_coins._load_id
+        entries._load_id
 
-    from snapshot_coins
+    from entries
 
     -- Matching on snapshot_date too lets a filter on the day reach the lake scans.
     left join priced
         on
-            snapshot_coins.snapshot_date = priced.snapshot_date
-            and snapshot_coins.snapshot_id = priced.snapshot_id
-            and snapshot_coins.coin = priced.coin
+            entries.snapshot_date = priced.snapshot_date
+            and entries.snapshot_id = priced.snapshot_id
+            and entries.coin = priced.coin
 
 )
 
