@@ -13,7 +13,9 @@
 
     Config: rebuild_offsets (default [0]): the days to rebuild relative to each day that
     received a snapshot since the model's last build; a day-over-day model compares a day with
-    the day before, so it rebuilds [0, 1].
+    the day before, so it rebuilds [0, 1]. rebuild_also (optional): the name of a macro
+    of this project whose query returns more days to rebuild (column `day`), for a model that
+    also reads data arriving apart from the snapshots.
 #}
 {% materialization daily_parquet, adapter='duckdb' %}
 
@@ -105,8 +107,9 @@
     rewrites every day, since a view over files of two shapes would read the first file's).
 
     The days are those of the snapshots loaded after the newest published load (lake.publishes:
-    a build that failed its tests, or was not published, is rebuilt by the next), each shifted
-    by `offsets` (default: the model's rebuild_offsets). They are read from the small ledgers
+    a build that failed its tests, or was not published, is rebuilt by the next) and those
+    the model's rebuild_also macro names, each shifted by `offsets` (default: the model's
+    rebuild_offsets). They are read from the small ledgers
     and inlined as literals, so that the filter reaches the lake's scans as a partition filter.
     An empty set renders `(null)`, which matches nothing.
 #}
@@ -124,16 +127,26 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set offsets = offsets if offsets is not none else config.get('rebuild_offsets', [0]) -%}
+    {%- set also = config.get('rebuild_also') -%}
     {%- set query -%}
         with watermark as (
             select coalesce(max(load_id), 0) as load_id
             from {{ source('hypertracker', 'publishes') }}
+        ),
+
+        changed as (
+            select loads.snapshot_date as day
+            from {{ source('hypertracker', 'loads') }} as loads
+            where loads.load_id > (select watermark.load_id from watermark)
+            {%- if also %}
+            union
+            select cast(also.day as date) from ({{ context[also]() }}) as also
+            {%- endif %}
         )
 
-        select distinct cast(loads.snapshot_date + offsets.day_offset as varchar) as day
-        from {{ source('hypertracker', 'loads') }} as loads
+        select distinct cast(changed.day + offsets.day_offset as varchar) as day
+        from changed
         cross join (select unnest({{ offsets | list }}) as day_offset) as offsets
-        where loads.load_id > (select watermark.load_id from watermark)
         order by day
     {%- endset -%}
     {%- set days = run_query(query).columns[0].values() -%}

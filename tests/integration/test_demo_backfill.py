@@ -121,3 +121,34 @@ def test_the_first_day_board_has_its_d_minus_1_from_the_backfill(analytics) -> N
     # A cohort can be new today (no position yesterday): nearly all have a D-1.
     assert with_previous >= 0.95 * total
     assert previous_from_close == with_previous
+
+
+def test_the_first_day_splits_flow_from_price_against_the_backfilled_close(analytics) -> None:
+    """A backfilled close has no market of its own: its price is the hourly candle's close at
+    its time, so the first day's changes split into flow and price effect all the same."""
+    total, priced, backfilled, by_candle, worst = analytics.execute(
+        """
+        with board as (
+            select distinct coin from marts.heatmap_board_latest where oi_rank <= 30
+        )
+        select
+            count(*),
+            count(*) filter (where f.has_prices),
+            count(*) filter (where f.previous_close_source = 'segment_metrics_export'),
+            count(*) filter (
+                where f.previous_close_source = 'segment_metrics_export'
+                    and f.previous_price_source = 'candle'
+            ),
+            max(abs(f.net_flow_usd + f.net_price_effect_usd - f.net_usd_change))
+        from marts.cohort_flow_price_daily as f
+        inner join board using (coin)
+        where f.snapshot_date = (select max(snapshot_date) from marts.cohort_flow_price_daily)
+            and f."window" = 'all'
+            and f.has_previous_day
+        """
+    ).fetchone()
+    assert total > 30 * 8
+    # A coin listed since yesterday's close had no price then: nearly all have both.
+    assert priced >= 0.95 * total
+    assert by_candle == backfilled
+    assert worst < 0.01

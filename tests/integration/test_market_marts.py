@@ -100,20 +100,22 @@ def land_snapshot(settings: Settings, at: datetime, *, gold_market: bool = True)
     return sid
 
 
-def land_candles(settings: Settings, until: datetime) -> None:
-    """BTC's hourly candles from START to `until` (open times), each fetched once closed."""
+def land_candles(settings: Settings, until: datetime, coin: str = "BTC") -> None:
+    """A coin's hourly candles from START to `until` (open times), each fetched once closed."""
     rows, at = [], START
     while at <= until:
         rows.append(
-            {"coin": "BTC", "candle_interval": "1h", "open_time": at,
-             "close_time": at + timedelta(hours=1, milliseconds=-1), "open_px": price("BTC", at),
-             "high_px": price("BTC", at + timedelta(hours=1)), "low_px": price("BTC", at),
-             "close_px": price("BTC", at + timedelta(hours=1)), "volume": 1.0, "trades": 1,
+            {"coin": coin, "candle_interval": "1h", "open_time": at,
+             "close_time": at + timedelta(hours=1, milliseconds=-1), "open_px": price(coin, at),
+             "high_px": price(coin, at + timedelta(hours=1)), "low_px": price(coin, at),
+             "close_px": price(coin, at + timedelta(hours=1)), "volume": 1.0, "trades": 1,
              "fetched_at": at + timedelta(hours=1, minutes=2)}
         )  # fmt: skip
         at += timedelta(hours=1)
     for day in sorted({r["open_time"].date() for r in rows}):  # type: ignore[attr-defined]
         key = snapshot_id_for(datetime(day.year, day.month, day.day))
+        if coin != "BTC":
+            key = f"{key}-{coin.replace(':', '_')}"
         put(settings, "candles", key, [r for r in rows if r["open_time"].date() == day])  # type: ignore[attr-defined]
 
 
@@ -215,3 +217,34 @@ def test_market_marts_price_positioning_and_split_flow_from_price(tmp_path: Path
         settings, "SELECT count(*) FROM marts.fct_forward_returns WHERE coin = 'xyz:GOLD' "
         "AND entry_price IS NULL"
     ) == [(4,)]  # fmt: skip
+
+    # GOLD's candles land later, with no new snapshot: the next build reprices Nov 2 from the
+    # close of the hour before its 22:30 close (the 21:00 candle's, at 22:00), so the split
+    # appears without a full rebuild; Nov 1 (its close had a mark) keeps its file.
+    files_before = split_files(settings)
+    land_candles(settings, until=datetime(2026, 11, 2, 21, 0), coin="xyz:GOLD")
+    build_and_publish(settings)
+    gold = rows(
+        settings,
+        "SELECT has_prices, price_source, price, previous_price_source, long_usd_change, "
+        "long_flow_usd + long_price_effect_usd FROM marts.cohort_flow_price_daily "
+        "WHERE segment_id = 16 AND coin = 'xyz:GOLD' AND snapshot_date = '2026-11-02'",
+    )
+    assert gold == [
+        (True, "candle", pytest.approx(price("xyz:GOLD", datetime(2026, 11, 2, 22, 0))), "mark",
+         pytest.approx(gold_change), pytest.approx(gold_change))
+    ]  # fmt: skip
+    files_after = split_files(settings)
+    assert files_after["2026-11-01"] == files_before["2026-11-01"]
+    assert files_after["2026-11-02"] != files_before["2026-11-02"]
+
+
+def split_files(settings: Settings) -> dict[str, str]:
+    """Day -> the Parquet file the published cohort_flow_price_daily view reads for it."""
+    (sql,) = rows(
+        settings,
+        "SELECT sql FROM duckdb_views() "
+        "WHERE schema_name = 'marts' AND view_name = 'cohort_flow_price_daily'",
+    )[0]
+    paths = [part for part in sql.split("'")[1::2] if part.endswith(".parquet")]
+    return {p.split("snapshot_date=")[1][:10]: p for p in paths if "snapshot_date=" in p}

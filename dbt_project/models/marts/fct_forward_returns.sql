@@ -13,25 +13,9 @@ snapshot_coins as (
 
 ),
 
-candles as (
-
-    select * from {{ ref('stg_hyperliquid__candles') }}
-
-    where candle_interval = '1h'
-
-),
-
--- closed_at is the instant a candle's close holds for: the end of its hour. A candle still
--- open when it was last fetched has no final close: it is matched, and gives no price.
 closes as (
 
-    select
-        coin,
-        open_time + interval 1 hour as closed_at,
-        close_price,
-        is_closed
-
-    from candles
+    select * from {{ ref('int_hourly_closes') }}
 
 ),
 
