@@ -120,8 +120,8 @@ timed_closes as (
 
 -- The price of each close: the mark captured with its snapshot; where there is none (a
 -- backfilled state, a failed market fetch), the newest final hourly close at or before the
--- state, if it closed within the hour before (the 12-hourly export states fall on the hour,
--- and meet their own hour's close). Older than that, or no candle: NULL, never a stale price.
+-- state, if it closed within the hour before (the top of the state's hour: the close known
+-- at the state). Older than that, or no candle: NULL, never a stale price.
 close_prices as (
 
     select
