@@ -125,12 +125,11 @@ def test_the_first_day_board_has_its_d_minus_1_from_the_backfill(analytics) -> N
 
 def test_the_first_day_splits_flow_from_price_against_the_backfilled_close(analytics) -> None:
     """A backfilled close has no market of its own: its price is the hourly candle's close at
-    its time, so the first day's changes split into flow and price effect all the same."""
+    its time, so the first day's changes split into flow and price effect all the same, for
+    every coin the price history follows (the board's)."""
     total, priced, backfilled, by_candle, worst = analytics.execute(
         """
-        with board as (
-            select distinct coin from marts.heatmap_board_latest where oi_rank <= 30
-        )
+        with followed as (select distinct coin from marts.fct_price_candles_hourly)
         select
             count(*),
             count(*) filter (where f.has_prices),
@@ -141,7 +140,7 @@ def test_the_first_day_splits_flow_from_price_against_the_backfilled_close(analy
             ),
             max(abs(f.net_flow_usd + f.net_price_effect_usd - f.net_usd_change))
         from marts.cohort_flow_price_daily as f
-        inner join board using (coin)
+        inner join followed using (coin)
         where f.snapshot_date = (select max(snapshot_date) from marts.cohort_flow_price_daily)
             and f."window" = 'all'
             and f.has_previous_day
