@@ -15,7 +15,8 @@
     received a snapshot since the model's last build; a day-over-day model compares a day with
     the day before, so it rebuilds [0, 1]. rebuild_also (optional): the name of a macro
     of this project whose query returns more days to rebuild (column `day`), for a model that
-    also reads data arriving apart from the snapshots.
+    also reads data arriving apart from the snapshots. It is looked up in dbt-core's `context`
+    by name: adapter.dispatch would need the name as a literal (dbt parses it statically).
 #}
 {% materialization daily_parquet, adapter='duckdb' %}
 
