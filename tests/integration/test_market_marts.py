@@ -113,9 +113,7 @@ def land_candles(settings: Settings, until: datetime, coin: str = "BTC") -> None
         )  # fmt: skip
         at += timedelta(hours=1)
     for day in sorted({r["open_time"].date() for r in rows}):  # type: ignore[attr-defined]
-        key = snapshot_id_for(datetime(day.year, day.month, day.day))
-        if coin != "BTC":
-            key = f"{key}-{coin.replace(':', '_')}"
+        key = f"{snapshot_id_for(datetime(day.year, day.month, day.day))}-{coin.replace(':', '_')}"
         put(settings, "candles", key, [r for r in rows if r["open_time"].date() == day])  # type: ignore[attr-defined]
 
 

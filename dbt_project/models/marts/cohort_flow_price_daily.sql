@@ -118,27 +118,17 @@ timed_closes as (
 
 ),
 
--- The price of each close: the mark captured with its snapshot; where there is none (a
--- backfilled state, a failed market fetch), the newest final hourly close at or before the
--- state, if it closed within the hour before (the top of the state's hour: the close known
--- at the state). Older than that, or no candle: NULL, never a stale price.
-close_prices as (
+-- The hourly close that can price each close without a market: the newest final one at or
+-- before the state, if it closed within the hour before (the top of the state's hour: the
+-- close known at the state). Older than that, or no candle: NULL, never a stale price.
+candle_prices as (
 
     select
-        timed_closes.snapshot_date,
-        timed_closes.snapshot_id,
-        timed_closes.coin,
-        timed_closes.close_at,
+        timed_closes.*,
         case
-            when timed_closes.mark_price is not null then timed_closes.mark_price
             when hourly_closes.closed_at > timed_closes.close_at - interval 1 hour
                 then hourly_closes.close_price
-        end as price,
-        case
-            when timed_closes.mark_price is not null then 'mark'
-            when hourly_closes.closed_at > timed_closes.close_at - interval 1 hour
-                then 'candle'
-        end as price_source
+        end as candle_price
 
     from timed_closes
 
@@ -146,6 +136,25 @@ close_prices as (
         on
             timed_closes.coin = hourly_closes.coin
             and timed_closes.close_at >= hourly_closes.closed_at
+
+),
+
+-- The price of each close: the mark captured with its snapshot, else the candle's (a
+-- backfilled state, a failed market fetch).
+close_prices as (
+
+    select
+        snapshot_date,
+        snapshot_id,
+        coin,
+        close_at,
+        coalesce(mark_price, candle_price) as price,
+        case
+            when mark_price is not null then 'mark'
+            when candle_price is not null then 'candle'
+        end as price_source
+
+    from candle_prices
 
 ),
 
